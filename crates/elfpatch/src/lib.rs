@@ -1,0 +1,1 @@
+//! elfpatch: placeholder, filled by its owner.

@@ -1,0 +1,1 @@
+//! gensrc: placeholder, filled by its owner.
