@@ -1,1 +1,3 @@
 //! doctor: placeholder, filled by its owner.
+
+pub mod unwind;

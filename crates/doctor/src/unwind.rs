@@ -1,0 +1,1 @@
+//! Remote unwinder: placeholder, filled by its owner.
