@@ -1,1 +1,264 @@
-//! Remote unwinder: placeholder, filled by its owner.
+//! Remote unwinder: the call stack of a stopped thread, from its registers
+//! and its process's memory, for the safety check (is a function we are
+//! about to switch on any stack?).
+//!
+//! It owns the walk only: CFI from each object's `.eh_frame` (gimli's
+//! evaluation, no frame-pointer guessing), the vDSO's table read from the
+//! patient, patch code's own tables, and signal frames through the kernel's
+//! `rt_sigframe`. It never stops, resumes or writes to a process; the caller
+//! holds the patient and hands in registers and a [`Memory`]. It never
+//! reports a truncated stack as complete: every walk ends at a frame the CFI
+//! marks outermost, or in an [`UnwindError`] naming the pc and object.
+
+mod cfi;
+mod memory;
+mod registers;
+mod sigframe;
+mod tables;
+
+use std::sync::Arc;
+
+use gimli::UnwindContext;
+
+pub use cfi::CfiError;
+pub use memory::{Memory, MemoryError, ProcessMemory};
+pub use registers::Registers;
+pub use sigframe::RESTORE_RT;
+pub use tables::{TableError, Tables, load_bias};
+
+use memory::PageCache;
+use registers::RegisterFile;
+use tables::Lookup;
+
+/// How a frame's pc relates to the code that was running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameKind {
+    /// The innermost frame: pc is where the thread is stopped.
+    Top,
+    /// pc is a return address: the call instruction is just before it.
+    Call,
+    /// The sigreturn trampoline a signal handler returns into.
+    SignalTrampoline,
+    /// pc is where a signal interrupted the thread (saved by the kernel).
+    Interrupted,
+}
+
+/// One frame of a walked stack.
+#[derive(Clone, Debug)]
+pub struct Frame {
+    pub pc: u64,
+    /// Stack pointer in this frame.
+    pub sp: u64,
+    /// Canonical frame address computed from this frame's CFI (for a
+    /// signal trampoline: the address of the saved ucontext).
+    pub cfa: Option<u64>,
+    pub kind: FrameKind,
+    /// Name of the object (file path, `[vdso]`, patch region) holding pc.
+    pub object: Option<Arc<str>>,
+}
+
+impl Frame {
+    /// The address that identifies the code this frame is executing: for a
+    /// return address the call instruction before it (a call to a
+    /// `noreturn` function may be the last instruction of its function), for
+    /// the other kinds the pc itself.
+    pub fn lookup_pc(&self) -> u64 {
+        match self.kind {
+            FrameKind::Call => self.pc.wrapping_sub(1),
+            _ => self.pc,
+        }
+    }
+}
+
+/// A walk that could not reach the outermost frame. The safety check must
+/// treat every one of these as "unsafe".
+#[derive(Debug, thiserror::Error)]
+pub enum UnwindError {
+    #[error("frame {frame}: pc {pc:#x} is in no object with unwind tables (anonymous memory?)")]
+    UnknownCode { frame: usize, pc: u64 },
+    #[error("frame {frame}: no FDE in {object}'s .eh_frame covers pc {pc:#x}")]
+    NoFde {
+        frame: usize,
+        pc: u64,
+        object: Arc<str>,
+    },
+    #[error("frame {frame}: pc {pc:#x} in {object}: {source}")]
+    Cfi {
+        frame: usize,
+        pc: u64,
+        object: Arc<str>,
+        source: CfiError,
+    },
+    #[error("frame {frame}: signal frame at pc {pc:#x}, ucontext at {ucontext:#x}: {source}")]
+    SignalFrame {
+        frame: usize,
+        pc: u64,
+        ucontext: u64,
+        source: MemoryError,
+    },
+    #[error("frame {frame}: pc {pc:#x} in {object}: rsp unknown")]
+    NoStackPointer {
+        frame: usize,
+        pc: u64,
+        object: Arc<str>,
+    },
+    #[error(
+        "frame {frame}: pc {pc:#x} in {object}: no progress (caller sp {caller_sp:#x} not above sp {sp:#x})"
+    )]
+    NoProgress {
+        frame: usize,
+        pc: u64,
+        object: Arc<str>,
+        sp: u64,
+        caller_sp: u64,
+    },
+    #[error("stack deeper than {max} frames (last pc {pc:#x})")]
+    TooDeep { max: usize, pc: u64 },
+}
+
+/// Walks the stack of a thread stopped with registers `regs`, from the
+/// innermost frame to the outermost, which is the last frame returned.
+///
+/// Outermost means the CFI says there is no caller (return address rule
+/// undefined, as glibc's `_start` and `clone`/`clone3` child paths declare)
+/// or the return address is 0. Anything else that stops the walk is an
+/// error; so is a stack deeper than `max_frames`.
+pub fn unwind(
+    regs: &Registers,
+    memory: &dyn Memory,
+    tables: &Tables,
+    max_frames: usize,
+) -> Result<Vec<Frame>, UnwindError> {
+    let memory = PageCache::new(memory);
+    let mut ctx = UnwindContext::new();
+    let mut frames = Vec::new();
+    let mut current = RegisterFile::from(regs);
+    let mut kind = FrameKind::Top;
+    loop {
+        let index = frames.len();
+        let pc = current.pc().unwrap_or(0);
+        let sp = current.sp();
+        if index == max_frames {
+            return Err(UnwindError::TooDeep {
+                max: max_frames,
+                pc,
+            });
+        }
+        let object = tables.object_at(pc).map(Arc::<str>::from);
+        let mut frame = Frame {
+            pc,
+            sp: sp.unwrap_or(0),
+            cfa: None,
+            kind,
+            object: object.clone(),
+        };
+
+        // The trampoline is recognised by its code before any FDE lookup: a
+        // return address pointing at it would otherwise be looked up at pc-1,
+        // which belongs to whatever precedes the trampoline.
+        if sigframe::trampoline_at(&memory, pc, kind != FrameKind::Call) {
+            let ucontext = sp.ok_or_else(|| UnwindError::NoStackPointer {
+                frame: index,
+                pc,
+                object: name(&object),
+            })?;
+            current = sigframe::interrupted(&memory, ucontext).map_err(|source| {
+                UnwindError::SignalFrame {
+                    frame: index,
+                    pc,
+                    ucontext,
+                    source,
+                }
+            })?;
+            frame.kind = FrameKind::SignalTrampoline;
+            frame.cfa = Some(ucontext);
+            frames.push(frame);
+            kind = FrameKind::Interrupted;
+            if current.pc() == Some(0) {
+                return Ok(frames);
+            }
+            continue;
+        }
+
+        let lookup_pc = if kind == FrameKind::Call {
+            pc.wrapping_sub(1)
+        } else {
+            pc
+        };
+        let (table, fde) = match tables.lookup(lookup_pc) {
+            Lookup::Unknown => {
+                return Err(UnwindError::UnknownCode {
+                    frame: index,
+                    pc: lookup_pc,
+                });
+            }
+            Lookup::Known { object, fde: None } => {
+                return Err(UnwindError::NoFde {
+                    frame: index,
+                    pc: lookup_pc,
+                    object: object.name.clone(),
+                });
+            }
+            Lookup::Known {
+                object,
+                fde: Some(fde),
+            } => (object, fde),
+        };
+        let step =
+            cfi::step(table, fde, lookup_pc, &current, &memory, &mut ctx).map_err(|source| {
+                UnwindError::Cfi {
+                    frame: index,
+                    pc: lookup_pc,
+                    object: table.name.clone(),
+                    source,
+                }
+            })?;
+        frame.cfa = Some(step.cfa);
+        frames.push(frame);
+        let Some(caller) = step.caller else {
+            return Ok(frames);
+        };
+        match caller.pc() {
+            Some(0) => return Ok(frames),
+            Some(_) => {}
+            None => {
+                return Err(UnwindError::Cfi {
+                    frame: index,
+                    pc: lookup_pc,
+                    object: table.name.clone(),
+                    source: CfiError::UnknownRegister(registers::RIP),
+                });
+            }
+        }
+        let sp = sp.unwrap_or(0);
+        let caller_sp = caller.sp().unwrap_or(0);
+        // A call always leaves the caller's sp above the callee's; a signal
+        // frame (possibly on an alternate stack) only has to change state.
+        let progress = if step.signal_frame {
+            (caller_sp, caller.pc()) != (sp, Some(pc))
+        } else {
+            caller_sp > sp
+        };
+        if !progress {
+            return Err(UnwindError::NoProgress {
+                frame: index,
+                pc,
+                object: table.name.clone(),
+                sp,
+                caller_sp,
+            });
+        }
+        current = caller;
+        kind = if step.signal_frame {
+            FrameKind::Interrupted
+        } else {
+            FrameKind::Call
+        };
+    }
+}
+
+fn name(object: &Option<Arc<str>>) -> Arc<str> {
+    object
+        .clone()
+        .unwrap_or_else(|| Arc::from("anonymous memory"))
+}

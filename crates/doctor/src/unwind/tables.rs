@@ -1,0 +1,335 @@
+//! Unwind tables: for every code range we know, the `.eh_frame` that
+//! describes it, with a sorted index of its FDEs.
+//!
+//! Tables are built from bytes the caller already has (a mapped file's
+//! contents, the vDSO image read from the patient, a patch's own unwind
+//! section), before the patient is stopped; only lookups happen while it is
+//! held.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+use gimli::{BaseAddresses, CieOrFde, EhFrame, EhFrameOffset, LittleEndian, UnwindSection};
+use object::{Object, ObjectSection, ObjectSegment, SegmentFlags};
+
+use super::memory::Memory;
+
+const PAGE: u64 = 4096;
+const PF_X: u32 = 1;
+
+/// Building a table failed; the object is named so an operator knows which
+/// file's unwind information is at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    #[error("{object}: not a readable ELF file: {source}")]
+    Elf {
+        object: String,
+        source: object::read::Error,
+    },
+    #[error("{object}: .eh_frame at {addr:#x}: {source}")]
+    EhFrame {
+        object: String,
+        addr: u64,
+        source: gimli::Error,
+    },
+    #[error("{object}: no executable PT_LOAD segment")]
+    NoCode { object: String },
+    #[error("{object}: code {start:#x}..{end:#x} overlaps {other}")]
+    Overlap {
+        object: String,
+        start: u64,
+        end: u64,
+        other: String,
+    },
+    #[error("vDSO image at {start:#x}..{end:#x}: {reason}")]
+    Vdso {
+        start: u64,
+        end: u64,
+        reason: String,
+    },
+}
+
+/// One FDE's code range and where it sits in the section.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FdeSpan {
+    pub(crate) start: u64,
+    pub(crate) end: u64,
+    pub(crate) offset: usize,
+}
+
+/// The unwind information of one object (or one patch region), relocated to
+/// its runtime addresses.
+#[derive(Debug)]
+pub(crate) struct ObjectTable {
+    pub(crate) name: Arc<str>,
+    eh_frame: Vec<u8>,
+    eh_frame_addr: u64,
+    code: Vec<Range<u64>>,
+    fdes: Vec<FdeSpan>,
+}
+
+impl ObjectTable {
+    fn new(
+        name: &str,
+        code: Vec<Range<u64>>,
+        eh_frame: Vec<u8>,
+        eh_frame_addr: u64,
+    ) -> Result<Self, TableError> {
+        let mut table = ObjectTable {
+            name: Arc::from(name),
+            eh_frame,
+            eh_frame_addr,
+            code,
+            fdes: Vec::new(),
+        };
+        table.fdes = table.index().map_err(|source| TableError::EhFrame {
+            object: name.to_owned(),
+            addr: eh_frame_addr,
+            source,
+        })?;
+        Ok(table)
+    }
+
+    pub(crate) fn section(&self) -> EhFrame<gimli::EndianSlice<'_, LittleEndian>> {
+        let mut section = EhFrame::new(&self.eh_frame, LittleEndian);
+        section.set_address_size(8);
+        section
+    }
+
+    pub(crate) fn bases(&self) -> BaseAddresses {
+        // x86-64 gcc emits pc-relative FDE addresses; the text base is only
+        // there for the rare DW_EH_PE_textrel producer.
+        let text = self.code.first().map_or(0, |r| r.start);
+        BaseAddresses::default()
+            .set_eh_frame(self.eh_frame_addr)
+            .set_text(text)
+    }
+
+    fn index(&self) -> gimli::Result<Vec<FdeSpan>> {
+        let section = self.section();
+        let bases = self.bases();
+        let mut cies = HashMap::new();
+        let mut fdes = Vec::new();
+        let mut entries = section.entries(&bases);
+        while let Some(entry) = entries.next()? {
+            let CieOrFde::Fde(partial) = entry else {
+                continue;
+            };
+            let fde = partial.parse(|section, bases, offset: EhFrameOffset<usize>| {
+                if let Some(cie) = cies.get(&offset.0) {
+                    return Ok(Clone::clone(cie));
+                }
+                let cie = section.cie_from_offset(bases, offset)?;
+                cies.insert(offset.0, cie.clone());
+                Ok(cie)
+            })?;
+            if fde.len() == 0 {
+                continue;
+            }
+            fdes.push(FdeSpan {
+                start: fde.initial_address(),
+                end: fde.initial_address().wrapping_add(fde.len()),
+                offset: fde.offset(),
+            });
+        }
+        fdes.sort_by_key(|f| f.start);
+        Ok(fdes)
+    }
+
+    /// The FDE covering `pc`, if any.
+    pub(crate) fn fde_for(&self, pc: u64) -> Option<FdeSpan> {
+        let after = self.fdes.partition_point(|f| f.start <= pc);
+        let fde = *self.fdes.get(after.checked_sub(1)?)?;
+        (pc < fde.end).then_some(fde)
+    }
+}
+
+/// A code range claimed by an object.
+#[derive(Clone, Debug)]
+struct Claim {
+    range: Range<u64>,
+    object: usize,
+}
+
+/// What the unwinder knows about a pc.
+pub(crate) enum Lookup<'t> {
+    /// No object claims this pc: anonymous memory or an object without a table.
+    Unknown,
+    /// A known object; `fde` is `None` when its `.eh_frame` does not cover the pc.
+    Known {
+        object: &'t ObjectTable,
+        fde: Option<FdeSpan>,
+    },
+}
+
+/// Unwind tables for every code range of one address space.
+#[derive(Debug, Default)]
+pub struct Tables {
+    objects: Vec<ObjectTable>,
+    claims: Vec<Claim>,
+}
+
+impl Tables {
+    pub fn new() -> Self {
+        Tables::default()
+    }
+
+    /// Adds an ELF object from its file contents, loaded at `load_bias`
+    /// (runtime address = link-time address + bias). Its executable `PT_LOAD`
+    /// segments become the code it claims; its `.eh_frame` section (if any)
+    /// describes that code. An object without `.eh_frame` is still added, so
+    /// that a pc inside it is reported as "no unwind info in <object>".
+    pub fn add_elf(&mut self, name: &str, elf: &[u8], load_bias: u64) -> Result<(), TableError> {
+        let file = object::File::parse(elf).map_err(|source| TableError::Elf {
+            object: name.to_owned(),
+            source,
+        })?;
+        let code: Vec<Range<u64>> = file
+            .segments()
+            .filter(|s| matches!(s.flags(), SegmentFlags::Elf { p_flags } if p_flags & PF_X != 0))
+            .map(|s| {
+                let start = s.address().wrapping_add(load_bias);
+                start..start.wrapping_add(s.size())
+            })
+            .collect();
+        if code.is_empty() {
+            return Err(TableError::NoCode {
+                object: name.to_owned(),
+            });
+        }
+        let (bytes, addr) = match file.section_by_name(".eh_frame") {
+            Some(section) => {
+                let bytes = section.data().map_err(|source| TableError::Elf {
+                    object: name.to_owned(),
+                    source,
+                })?;
+                (bytes.to_vec(), section.address().wrapping_add(load_bias))
+            }
+            None => (Vec::new(), 0),
+        };
+        self.insert(ObjectTable::new(name, code, bytes, addr)?)
+    }
+
+    /// Adds the vDSO, whose image exists only in the patient's memory: reads
+    /// the `[vdso]` mapping `start..end` through `memory` and parses it as
+    /// the ELF file it is.
+    pub fn add_vdso(
+        &mut self,
+        memory: &dyn Memory,
+        start: u64,
+        end: u64,
+    ) -> Result<(), TableError> {
+        let vdso_error = |reason: String| TableError::Vdso { start, end, reason };
+        let len = end
+            .checked_sub(start)
+            .filter(|len| *len > 0 && *len <= 1 << 24)
+            .ok_or_else(|| vdso_error("implausible size".into()))?;
+        let mut image = vec![0u8; len as usize];
+        memory
+            .read(start, &mut image)
+            .map_err(|e| vdso_error(e.to_string()))?;
+        let bias = load_bias(&image, start, 0)
+            .ok_or_else(|| vdso_error("no PT_LOAD at offset 0".into()))?;
+        self.add_elf("[vdso]", &image, bias)
+    }
+
+    /// Adds code that is not an ELF mapping, such as a patch region: `code` is
+    /// its runtime range, `eh_frame` its unwind section relocated to run at
+    /// `eh_frame_addr`.
+    pub fn add_code(
+        &mut self,
+        name: &str,
+        code: Range<u64>,
+        eh_frame: Vec<u8>,
+        eh_frame_addr: u64,
+    ) -> Result<(), TableError> {
+        self.insert(ObjectTable::new(name, vec![code], eh_frame, eh_frame_addr)?)
+    }
+
+    /// Forgets every table added under `name` (an unpatched region); returns
+    /// how many were removed.
+    pub fn remove(&mut self, name: &str) -> usize {
+        let before = self.objects.len();
+        self.objects.retain(|o| &*o.name != name);
+        self.rebuild_claims();
+        before - self.objects.len()
+    }
+
+    /// Name of the object whose code contains `pc`.
+    pub fn object_at(&self, pc: u64) -> Option<&str> {
+        self.claim(pc).map(|o| &*o.name)
+    }
+
+    /// Number of FDEs indexed across all objects.
+    pub fn fde_count(&self) -> usize {
+        self.objects.iter().map(|o| o.fdes.len()).sum()
+    }
+
+    pub(crate) fn lookup(&self, pc: u64) -> Lookup<'_> {
+        match self.claim(pc) {
+            None => Lookup::Unknown,
+            Some(object) => Lookup::Known {
+                object,
+                fde: object.fde_for(pc),
+            },
+        }
+    }
+
+    fn claim(&self, pc: u64) -> Option<&ObjectTable> {
+        let after = self.claims.partition_point(|c| c.range.start <= pc);
+        let claim = self.claims.get(after.checked_sub(1)?)?;
+        claim
+            .range
+            .contains(&pc)
+            .then(|| &self.objects[claim.object])
+    }
+
+    fn insert(&mut self, table: ObjectTable) -> Result<(), TableError> {
+        for range in &table.code {
+            if let Some(other) = self
+                .claims
+                .iter()
+                .find(|c| c.range.start < range.end && range.start < c.range.end)
+            {
+                return Err(TableError::Overlap {
+                    object: table.name.to_string(),
+                    start: range.start,
+                    end: range.end,
+                    other: self.objects[other.object].name.to_string(),
+                });
+            }
+        }
+        self.objects.push(table);
+        self.rebuild_claims();
+        Ok(())
+    }
+
+    fn rebuild_claims(&mut self) {
+        self.claims = self
+            .objects
+            .iter()
+            .enumerate()
+            .flat_map(|(object, t)| {
+                t.code.iter().map(move |range| Claim {
+                    range: range.clone(),
+                    object,
+                })
+            })
+            .filter(|c| !c.range.is_empty())
+            .collect();
+        self.claims.sort_by_key(|c| c.range.start);
+    }
+}
+
+/// Load bias of an ELF object from one of its mappings: the mapping at
+/// `map_start` maps the file from `map_offset`, so it holds the `PT_LOAD`
+/// segment whose page-aligned file offset is `map_offset`.
+pub fn load_bias(elf: &[u8], map_start: u64, map_offset: u64) -> Option<u64> {
+    let file = object::File::parse(elf).ok()?;
+    file.segments().find_map(|s| {
+        let (offset, _) = s.file_range();
+        (offset & !(PAGE - 1) == map_offset)
+            .then(|| map_start.wrapping_sub(s.address() & !(PAGE - 1)))
+    })
+}
