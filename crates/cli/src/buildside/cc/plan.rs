@@ -1,0 +1,378 @@
+//! Turns one compiler invocation into the commands a build stage runs.
+//!
+//! The original stage must produce objects that are identical to a direct
+//! compile, or a patch built later would never match the binary users run.
+//! So the `-S` step gets the user's flags unchanged (the `.file` directive and
+//! `DW_AT_name` come from the source path, which we pass as given), the
+//! assemble step gets the same flags plus the intermediate `.s`, and the
+//! dependency side effect (`-MD`, `-MMD`) happens only in the `-S` step, with
+//! the file and target names gcc would have chosen for the real output.
+
+use std::path::{Path, PathBuf};
+
+use super::command_line::{CommandLine, Input, Language, Mode, Token};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Original,
+    Patched,
+}
+
+/// One command to run, in order; the first failure stops the build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// The real compiler with these arguments.
+    Compiler(Vec<String>),
+    /// `kpatch_gensrc` on an original and a patched assembly file.
+    Gensrc {
+        original: PathBuf,
+        patched: PathBuf,
+        output: PathBuf,
+    },
+}
+
+/// How to carry out one invocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// Run the real compiler with these arguments and nothing else.
+    Passthrough(Vec<String>),
+    /// Run the steps; objects of a compile-and-link call go to a scratch
+    /// directory that the caller creates before and removes after.
+    Steps(Vec<Step>),
+}
+
+/// Everything the planner needs from outside the command line.
+pub struct Context<'a> {
+    pub stage: Stage,
+    /// Scratch directory for objects of a compile-and-link call.
+    pub scratch: &'a Path,
+    /// Whether a file exists (the original `.s` of the patched stage).
+    pub exists: &'a dyn Fn(&Path) -> bool,
+}
+
+/// The file names of one source's intermediate assembly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AsmNames {
+    pub original: PathBuf,
+    pub patched: PathBuf,
+    pub gensrc: PathBuf,
+}
+
+/// `.kpatch_<stem>.{original,patched,kpatch}.s` in `dir`.
+pub fn asm_names(dir: &Path, stem: &str) -> AsmNames {
+    let name = |what: &str| dir.join(format!(".kpatch_{stem}.{what}.s"));
+    AsmNames {
+        original: name("original"),
+        patched: name("patched"),
+        gensrc: name("kpatch"),
+    }
+}
+
+fn file_stem(path: &str) -> String {
+    Path::new(path)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.to_string())
+}
+
+fn parent_dir(path: &str) -> PathBuf {
+    match Path::new(path).parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// `out/foo.o` -> `out/foo.d`, as gcc names the `-MD` file.
+fn dep_file_for(output: &str) -> String {
+    let path = Path::new(output);
+    match path.extension() {
+        Some(_) => path.with_extension("d").to_string_lossy().into_owned(),
+        None => format!("{output}.d"),
+    }
+}
+
+pub fn plan(cl: &CommandLine, args: &[String], ctx: &Context) -> Plan {
+    let passthrough = || {
+        let mut all = args.to_vec();
+        if ctx.stage == Stage::Patched && cl.mode == Mode::Link {
+            all.push("-Wl,-q".to_string());
+        }
+        Plan::Passthrough(all)
+    };
+    if cl.mode == Mode::Other || !cl.has_compiled_sources() {
+        return passthrough();
+    }
+    let inputs: Vec<&Input> = cl.inputs().collect();
+    match cl.mode {
+        // gcc refuses -o with several inputs under -c; let it say so.
+        Mode::Compile if cl.output.is_some() && inputs.len() > 1 => passthrough(),
+        Mode::Compile => Plan::Steps(plan_compile(cl, &inputs, ctx)),
+        Mode::Link => Plan::Steps(plan_link(cl, &inputs, ctx)),
+        Mode::Other => passthrough(),
+    }
+}
+
+fn plan_compile(cl: &CommandLine, inputs: &[&Input], ctx: &Context) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for input in inputs {
+        let object = cl
+            .output
+            .clone()
+            .unwrap_or_else(|| format!("{}.o", file_stem(&input.path)));
+        if let Language::Other = input.language {
+            let mut argv = cl.plain_flags();
+            argv.extend(cl.deps.tokens.iter().cloned());
+            argv.push("-c".into());
+            push_input(&mut argv, input);
+            argv.extend(["-o".into(), object]);
+            steps.push(Step::Compiler(argv));
+            continue;
+        }
+        let names = asm_names(&parent_dir(&object), &file_stem(&object));
+        let deps = dep_flags(cl, &dep_file_for(&object), &object);
+        steps.extend(two_steps(cl, input, &names, deps, &object, ctx));
+    }
+    steps
+}
+
+fn plan_link(cl: &CommandLine, inputs: &[&Input], ctx: &Context) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let output = cl.output.clone().unwrap_or_else(|| "a.out".to_string());
+    let asm_dir = parent_dir(&output);
+    let mut objects = Vec::new();
+    for (n, input) in inputs.iter().enumerate() {
+        let Language::Compiled(_) = input.language else {
+            objects.push(None);
+            continue;
+        };
+        let stem = file_stem(&input.path);
+        let object = ctx
+            .scratch
+            .join(format!("{n}-{stem}.o"))
+            .to_string_lossy()
+            .into_owned();
+        // gcc's own names for the .d of a compile-and-link call.
+        let (dep_file, dep_target) = match &cl.output {
+            Some(out) => (dep_file_for(out), out.clone()),
+            None => (format!("a-{stem}.d"), format!("{stem}.o")),
+        };
+        let deps = dep_flags(cl, &dep_file, &dep_target);
+        let names = asm_names(&asm_dir, &stem);
+        steps.extend(two_steps(cl, input, &names, deps, &object, ctx));
+        objects.push(Some(object));
+    }
+
+    let mut argv = Vec::new();
+    let mut objects = objects.into_iter();
+    for token in &cl.tokens {
+        match token {
+            Token::Input(input) => match objects.next().flatten() {
+                Some(object) => {
+                    argv.extend(["-x".into(), "none".into(), object]);
+                    if let Some(x) = &input.explicit_x {
+                        argv.extend(["-x".into(), x.clone()]);
+                    }
+                }
+                None => argv.push(input.path.clone()),
+            },
+            Token::Dep(_) => {}
+            Token::Flag(g) | Token::Language(g) | Token::Output(g) => {
+                argv.extend(g.iter().cloned())
+            }
+            Token::Mode(m) => argv.push(m.clone()),
+        }
+    }
+    if ctx.stage == Stage::Patched {
+        argv.push("-Wl,-q".into());
+    }
+    steps.push(Step::Compiler(argv));
+    steps
+}
+
+/// The dependency flags for the `-S` step, with the names gcc would have
+/// derived from the real output made explicit.
+fn dep_flags(cl: &CommandLine, file: &str, target: &str) -> Vec<String> {
+    let mut flags = cl.deps.tokens.clone();
+    if cl.deps.side_effect && !cl.deps.has_file {
+        flags.extend(["-MF".into(), file.to_string()]);
+    }
+    if cl.deps.side_effect && !cl.deps.has_target {
+        flags.extend(["-MQ".into(), target.to_string()]);
+    }
+    flags
+}
+
+fn push_input(argv: &mut Vec<String>, input: &Input) {
+    if let Some(x) = &input.explicit_x {
+        argv.extend(["-x".into(), x.clone()]);
+    }
+    argv.push(input.path.clone());
+}
+
+fn two_steps(
+    cl: &CommandLine,
+    input: &Input,
+    names: &AsmNames,
+    deps: Vec<String>,
+    object: &str,
+    ctx: &Context,
+) -> Vec<Step> {
+    let asm_out = match ctx.stage {
+        Stage::Original => &names.original,
+        Stage::Patched => &names.patched,
+    };
+    let mut to_asm = cl.plain_flags();
+    to_asm.extend(deps);
+    to_asm.push("-S".into());
+    push_input(&mut to_asm, input);
+    to_asm.extend(["-o".into(), path_arg(asm_out)]);
+    let mut steps = vec![Step::Compiler(to_asm)];
+
+    let assemble_from = match ctx.stage {
+        Stage::Patched if (ctx.exists)(&names.original) => {
+            steps.push(Step::Gensrc {
+                original: names.original.clone(),
+                patched: names.patched.clone(),
+                output: names.gensrc.clone(),
+            });
+            &names.gensrc
+        }
+        // A file new in the patch has no original: it builds as is.
+        _ => asm_out,
+    };
+    let mut assemble = cl.plain_flags();
+    assemble.extend(["-c".into(), "-x".into(), "assembler".into()]);
+    assemble.push(path_arg(assemble_from));
+    assemble.extend(["-o".into(), object.to_string()]);
+    steps.push(Step::Compiler(assemble));
+    steps
+}
+
+fn path_arg(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Vec<String> {
+        line.split_whitespace().map(String::from).collect()
+    }
+
+    fn plan_for(line: &str, stage: Stage, original_exists: bool) -> Plan {
+        let a = args(line);
+        let cl = CommandLine::parse(&a);
+        let exists = move |_: &Path| original_exists;
+        let ctx = Context {
+            stage,
+            scratch: Path::new("/scratch"),
+            exists: &exists,
+        };
+        plan(&cl, &a, &ctx)
+    }
+
+    fn compiler(line: &str) -> Step {
+        Step::Compiler(args(line))
+    }
+
+    #[test]
+    fn original_compile_goes_through_assembly_next_to_the_object() {
+        let p = plan_for("-O2 -g -c src/foo.c -o out/foo.o", Stage::Original, false);
+        assert_eq!(
+            p,
+            Plan::Steps(vec![
+                compiler("-O2 -g -S src/foo.c -o out/.kpatch_foo.original.s"),
+                compiler("-O2 -g -c -x assembler out/.kpatch_foo.original.s -o out/foo.o"),
+            ])
+        );
+    }
+
+    #[test]
+    fn dependency_file_is_written_once_with_the_object_names() {
+        let p = plan_for("-MMD -MP -c foo.c", Stage::Original, false);
+        assert_eq!(
+            p,
+            Plan::Steps(vec![
+                compiler("-MMD -MP -MF foo.d -MQ foo.o -S foo.c -o ./.kpatch_foo.original.s"),
+                compiler("-c -x assembler ./.kpatch_foo.original.s -o foo.o"),
+            ])
+        );
+    }
+
+    #[test]
+    fn patched_compile_runs_gensrc_when_the_original_exists() {
+        let p = plan_for("-c foo.c -o foo.o", Stage::Patched, true);
+        let Plan::Steps(steps) = p else {
+            panic!("expected steps")
+        };
+        assert_eq!(steps[0], compiler("-S foo.c -o ./.kpatch_foo.patched.s"));
+        assert_eq!(
+            steps[1],
+            Step::Gensrc {
+                original: "./.kpatch_foo.original.s".into(),
+                patched: "./.kpatch_foo.patched.s".into(),
+                output: "./.kpatch_foo.kpatch.s".into(),
+            }
+        );
+        assert_eq!(
+            steps[2],
+            compiler("-c -x assembler ./.kpatch_foo.kpatch.s -o foo.o")
+        );
+    }
+
+    #[test]
+    fn patched_compile_of_a_new_file_skips_gensrc() {
+        let Plan::Steps(steps) = plan_for("-c new.c", Stage::Patched, false) else {
+            panic!("expected steps")
+        };
+        assert_eq!(steps.len(), 2);
+        assert_eq!(
+            steps[1],
+            compiler("-c -x assembler ./.kpatch_new.patched.s -o new.o")
+        );
+    }
+
+    #[test]
+    fn link_steps_keep_relocations_only_when_patched() {
+        assert_eq!(
+            plan_for("foo.o bar.o -o prog", Stage::Patched, true),
+            Plan::Passthrough(args("foo.o bar.o -o prog -Wl,-q"))
+        );
+        assert_eq!(
+            plan_for("foo.o -o prog", Stage::Original, true),
+            Plan::Passthrough(args("foo.o -o prog"))
+        );
+    }
+
+    #[test]
+    fn compile_and_link_replaces_sources_by_scratch_objects() {
+        let Plan::Steps(steps) =
+            plan_for("-O2 main.c lib.o -o bin/prog -lm", Stage::Original, false)
+        else {
+            panic!("expected steps")
+        };
+        assert_eq!(
+            steps[0],
+            compiler("-O2 -lm -S main.c -o bin/.kpatch_main.original.s")
+        );
+        assert_eq!(
+            steps[2],
+            compiler("-O2 -x none /scratch/0-main.o lib.o -o bin/prog -lm")
+        );
+    }
+
+    #[test]
+    fn other_modes_and_asm_only_pass_through() {
+        let line = "-S foo.c -o foo.s";
+        assert_eq!(
+            plan_for(line, Stage::Original, false),
+            Plan::Passthrough(args(line))
+        );
+        let line = "-c start.S -o start.o";
+        assert_eq!(
+            plan_for(line, Stage::Patched, true),
+            Plan::Passthrough(args(line))
+        );
+    }
+}
