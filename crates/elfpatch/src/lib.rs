@@ -1,1 +1,33 @@
-//! elfpatch: placeholder, filled by its owner.
+//! elfpatch: in-place editing of the patch ELF on the build side.
+//!
+//! It owns the steps between `ld -q` and `kpatch_make`: `--strip` (keep only
+//! `.kpatch.*` bytes), `--rel-fixup` (turn the linker's relocations into the
+//! forms the doctor resolves, and check the patch against the original
+//! binary), `--undo-link` (make addresses section-relative), BuildID lookup,
+//! and a stable text dump of a patch ELF. It reads with the `object` crate and
+//! edits raw structs in place so that section indices never change. It never
+//! touches a process (no ptrace) and never parses assembly.
+//! The contract it produces is docs/patch-object.md, section 3.
+
+mod build_id;
+mod check;
+mod dump;
+mod error;
+mod got_relax;
+mod image;
+mod original;
+mod output;
+mod rel_fixup;
+mod strip;
+mod tls;
+mod undo_link;
+
+pub use build_id::build_id;
+pub use check::{check_elf, check_patch_elf};
+pub use dump::dump;
+pub use error::{Error, Result};
+pub use image::{KPATCH_PREFIX, KPATCH_RELA_PREFIX, reloc_name};
+pub use output::write_file_atomically;
+pub use rel_fixup::{ALLOWED_RELOCATIONS, FixupError, rel_fixup};
+pub use strip::{keeps_bytes, strip};
+pub use undo_link::undo_link;

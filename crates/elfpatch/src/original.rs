@@ -1,0 +1,114 @@
+//! What `--rel-fixup` needs to know about the original binary: where its
+//! symbols sit (section name + offset), how large its sections are, its TLS
+//! block, and which GOT slots its dynamic linker fills with TLS offsets.
+
+use std::collections::HashMap;
+
+use object::elf;
+
+use crate::error::Result;
+use crate::image::{Image, LE, rela_sym, rela_type, sym_section, sym_type};
+use crate::tls::TlsLayout;
+
+/// A symbol's place, as the doctor will find it in the target object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Place {
+    pub section: String,
+    pub offset: u64,
+}
+
+pub(crate) struct Original {
+    /// Section name -> size, for every section with a name.
+    pub section_sizes: HashMap<String, u64>,
+    /// Base symbol name (before any `@`) -> every place it is defined
+    /// (local symbols may repeat across translation units).
+    pub symbols: HashMap<String, Vec<Place>>,
+    /// Base name of a TLS symbol -> its offset in the TLS block.
+    pub tls_values: HashMap<String, u64>,
+    pub tls: Option<TlsLayout>,
+    /// Base symbol name -> address of the GOT slot that `R_X86_64_TPOFF64`
+    /// fills with its thread-pointer offset.
+    pub tpoff_slots: HashMap<String, u64>,
+}
+
+pub(crate) fn base_name(name: &str) -> &str {
+    name.split('@').next().unwrap_or(name)
+}
+
+impl Original {
+    pub fn read(data: &[u8]) -> Result<Original> {
+        let img = Image::parse(data.to_vec())?;
+        let section_sizes = (1..img.sections.len())
+            .map(|i| (img.name(i).to_string(), img.size(i)))
+            .collect();
+        let mut symbols: HashMap<String, Vec<Place>> = HashMap::new();
+        let mut tls_values = HashMap::new();
+        // A stripped original still has .dynsym; use every table there is.
+        for tab in (0..img.sections.len())
+            .filter(|&i| matches!(img.sh_type(i), elf::SHT_SYMTAB | elf::SHT_DYNSYM))
+        {
+            for sym in img.symbols(tab)? {
+                let Some(sec) = sym_section(&sym) else {
+                    continue;
+                };
+                if sec >= img.sections.len() || sym_type(&sym) == elf::STT_SECTION {
+                    continue;
+                }
+                let name = img.symbol_name(tab, &sym);
+                if name.is_empty() {
+                    continue;
+                }
+                let base = base_name(&name).to_string();
+                let value = sym.st_value.get(LE);
+                if sym_type(&sym) == elf::STT_TLS {
+                    tls_values.insert(base, value);
+                    continue;
+                }
+                let place = Place {
+                    section: img.name(sec).to_string(),
+                    offset: value.wrapping_sub(img.addr(sec)),
+                };
+                let places = symbols.entry(base).or_default();
+                if !places.contains(&place) {
+                    places.push(place);
+                }
+            }
+        }
+        let tls = TlsLayout::of(&img);
+        let tpoff_slots = tpoff_slots(&img)?;
+        Ok(Original {
+            section_sizes,
+            symbols,
+            tls_values,
+            tls,
+            tpoff_slots,
+        })
+    }
+}
+
+fn tpoff_slots(img: &Image) -> Result<HashMap<String, u64>> {
+    let mut slots = HashMap::new();
+    for i in 0..img.sections.len() {
+        let linked = img.sections[i].sh_link.get(LE) as usize;
+        if img.sh_type(i) != elf::SHT_RELA
+            || img.flags(i) & u64::from(elf::SHF_ALLOC) == 0
+            || linked >= img.sections.len()
+            || img.sh_type(linked) != elf::SHT_DYNSYM
+        {
+            continue;
+        }
+        let dynsyms = img.symbols(linked)?;
+        for r in img.relas(i)? {
+            if rela_type(&r) != elf::R_X86_64_TPOFF64 {
+                continue;
+            }
+            if let Some(sym) = dynsyms.get(rela_sym(&r) as usize) {
+                let name = img.symbol_name(linked, sym);
+                if !name.is_empty() {
+                    slots.insert(base_name(&name).to_string(), r.r_offset.get(LE));
+                }
+            }
+        }
+    }
+    Ok(slots)
+}

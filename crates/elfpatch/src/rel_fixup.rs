@@ -1,0 +1,254 @@
+//! `kpatch_strip --rel-fixup ORIG PATCH`: bring the relocations of the patch
+//! into the forms the doctor resolves (docs/patch-object.md, section 3), and
+//! refuse a patch whose view of the original binary differs from the real
+//! original.
+//!
+//! Per relocation in `.rela.kpatch.*`, in this order:
+//! 1. the sanity check: a symbol of the original binary that the patch
+//!    names must sit at the same section and offset in ORIG, and a section it
+//!    reaches must have the same size there (the stripped patch no longer
+//!    has the bytes to compare, sizes and symbol places are what is left);
+//! 2. `PLT32` -> `PC32` (the doctor's jump table stands in for the PLT);
+//! 3. GOT-relative forms against a defined, non-TLS symbol -> `PC32`, with the
+//!    instruction rewritten to match (see `got_relax`);
+//! 4. `TPOFF32`: the thread-pointer offset must equal ORIG's; `GOTTPOFF`:
+//!    `r_addend` becomes the address of ORIG's GOT slot filled by
+//!    `R_X86_64_TPOFF64` for that symbol;
+//! 5. a reference to a local, non-section symbol is re-expressed against its
+//!    section symbol, so it survives `strip --strip-unneeded` whatever that
+//!    does to local names.
+
+use std::collections::HashMap;
+
+use object::elf;
+
+use crate::error::{Error, Result};
+use crate::got_relax::{self, Relaxed};
+use crate::image::{
+    Image, KPATCH_PREFIX, LE, Sym, rela_sym, rela_type, reloc_name, set_rela, sym_bind,
+    sym_section, sym_type,
+};
+use crate::original::{Original, Place, base_name};
+use crate::tls::TlsLayout;
+
+/// Which input an error is about.
+#[derive(Debug, thiserror::Error)]
+pub enum FixupError {
+    #[error("{0}")]
+    Original(Error),
+    #[error("{0}")]
+    Patch(Error),
+}
+
+/// Relocation types the doctor is promised to see after `--rel-fixup`.
+pub const ALLOWED_RELOCATIONS: &[u32] = &[
+    elf::R_X86_64_NONE,
+    elf::R_X86_64_64,
+    elf::R_X86_64_PC32,
+    elf::R_X86_64_32,
+    elf::R_X86_64_32S,
+    elf::R_X86_64_PC64,
+    // Only against undefined symbols: the jump table serves as GOT.
+    elf::R_X86_64_GOTPCREL,
+    elf::R_X86_64_GOTPCRELX,
+    elf::R_X86_64_REX_GOTPCRELX,
+    elf::R_X86_64_TPOFF32,
+    elf::R_X86_64_GOTTPOFF,
+];
+
+fn is_got_relative(t: u32) -> bool {
+    matches!(
+        t,
+        elf::R_X86_64_GOTPCREL | elf::R_X86_64_GOTPCRELX | elf::R_X86_64_REX_GOTPCRELX
+    )
+}
+
+/// Fixes the relocations of `patch` in place. On error `patch` is unchanged.
+pub fn rel_fixup(orig: &[u8], patch: &mut Vec<u8>) -> std::result::Result<(), FixupError> {
+    let original = Original::read(orig).map_err(FixupError::Original)?;
+    let mut img = Image::parse(patch.clone()).map_err(FixupError::Patch)?;
+    fix(&original, &mut img).map_err(FixupError::Patch)?;
+    *patch = img.data;
+    Ok(())
+}
+
+struct Ctx<'a> {
+    original: &'a Original,
+    symtab: usize,
+    syms: Vec<Sym>,
+    section_syms: HashMap<usize, u32>,
+    tls: Option<TlsLayout>,
+}
+
+fn fix(original: &Original, img: &mut Image) -> Result<()> {
+    img.require_patch_sections()?;
+    let symtab = img.symtab()?;
+    let syms = img.symbols(symtab)?;
+    let section_syms = syms
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| sym_type(s) == elf::STT_SECTION)
+        .filter_map(|(i, s)| sym_section(s).map(|sec| (sec, i as u32)))
+        .collect();
+    let ctx = Ctx {
+        original,
+        symtab,
+        syms,
+        section_syms,
+        tls: TlsLayout::of(img),
+    };
+    for rela_sec in img.kpatch_relas() {
+        let target = img.sections[rela_sec].sh_info.get(LE) as usize;
+        if target == 0 || target >= img.sections.len() {
+            return Err(Error::Malformed(format!(
+                "{} applies to section index {target}",
+                img.name(rela_sec)
+            )));
+        }
+        let mut relas = img.relas(rela_sec)?;
+        for r in &mut relas {
+            fix_one(&ctx, img, target, r)?;
+        }
+        img.put_relas(rela_sec, &relas)?;
+    }
+    Ok(())
+}
+
+fn fix_one(ctx: &Ctx, img: &mut Image, target: usize, r: &mut crate::image::Rela) -> Result<()> {
+    let sym_index = rela_sym(r);
+    let sym = *ctx
+        .syms
+        .get(sym_index as usize)
+        .ok_or_else(|| Error::Malformed(format!("relocation names symbol {sym_index}")))?;
+    let name = img.symbol_name(ctx.symtab, &sym);
+    let section_name = img.name(target).to_string();
+    let place = r.r_offset.get(LE).wrapping_sub(img.addr(target));
+    let defined_in = sym_section(&sym).filter(|&s| s < img.sections.len());
+    let in_original = defined_in.is_some_and(|s| !img.name(s).starts_with(KPATCH_PREFIX));
+
+    if in_original && sym_type(&sym) != elf::STT_TLS {
+        check_against_original(ctx.original, img, &sym, &name)?;
+    }
+
+    let mut r_type = rela_type(r);
+    if r_type == elf::R_X86_64_PLT32 {
+        r_type = elf::R_X86_64_PC32;
+    } else if is_got_relative(r_type) && defined_in.is_some() && sym_type(&sym) != elf::STT_TLS {
+        let code = img.bytes_mut(target)?;
+        match got_relax::relax(code, place as usize) {
+            Some(Relaxed::Jmp) => r.r_offset.set(LE, r.r_offset.get(LE) - 1),
+            Some(Relaxed::Lea | Relaxed::Call) => {}
+            None => {
+                let lo = (place as usize).saturating_sub(3);
+                let hi = (place as usize).min(code.len());
+                return Err(Error::Unrelaxable {
+                    section: section_name,
+                    offset: place,
+                    r_type: if r_type == elf::R_X86_64_GOTPCREL {
+                        "R_X86_64_GOTPCREL"
+                    } else {
+                        "R_X86_64_(REX_)GOTPCRELX"
+                    },
+                    symbol: name,
+                    bytes: code.get(lo..hi).unwrap_or(&[]).to_vec(),
+                });
+            }
+        }
+        r_type = elf::R_X86_64_PC32;
+    } else if r_type == elf::R_X86_64_TPOFF32 {
+        check_tpoff(ctx, &sym, &name)?;
+    } else if r_type == elf::R_X86_64_GOTTPOFF {
+        let slot = ctx
+            .original
+            .tpoff_slots
+            .get(base_name(&name))
+            .ok_or_else(|| Error::TlsGotEntryMissing {
+                symbol: name.clone(),
+            })?;
+        r.r_addend.set(LE, *slot as i64);
+    } else if !ALLOWED_RELOCATIONS.contains(&r_type) {
+        return Err(Error::UnsupportedRelocation {
+            section: section_name,
+            offset: place,
+            r_type: reloc_name(r_type),
+            symbol: name,
+        });
+    }
+
+    let mut new_sym = sym_index;
+    let rebase = sym_bind(&sym) == elf::STB_LOCAL
+        && matches!(
+            sym_type(&sym),
+            elf::STT_NOTYPE | elf::STT_OBJECT | elf::STT_FUNC
+        )
+        && !is_got_relative(r_type);
+    if let (true, Some(sec)) = (rebase, defined_in) {
+        new_sym = *ctx
+            .section_syms
+            .get(&sec)
+            .ok_or_else(|| Error::NoSectionSymbol {
+                section: img.name(sec).to_string(),
+            })?;
+        let delta = sym.st_value.get(LE).wrapping_sub(img.addr(sec)) as i64;
+        r.r_addend.set(LE, r.r_addend.get(LE).wrapping_add(delta));
+    }
+    set_rela(r, new_sym, r_type);
+    Ok(())
+}
+
+/// The seed's sanity check: the patched build must see the original's
+/// symbols where the original has them.
+fn check_against_original(original: &Original, img: &Image, sym: &Sym, name: &str) -> Result<()> {
+    let Some(sec) = sym_section(sym) else {
+        return Ok(());
+    };
+    let section = img.name(sec).to_string();
+    let patch_size = img.size(sec);
+    match original.section_sizes.get(&section) {
+        None => return Err(Error::SectionMissing { section }),
+        Some(&orig_size) if orig_size != patch_size => {
+            return Err(Error::SectionSizeMismatch {
+                section,
+                orig_size,
+                patch_size,
+            });
+        }
+        Some(_) => {}
+    }
+    if sym_type(sym) == elf::STT_SECTION {
+        return Ok(());
+    }
+    let here = Place {
+        section,
+        offset: sym.st_value.get(LE).wrapping_sub(img.addr(sec)),
+    };
+    match original.symbols.get(base_name(name)) {
+        Some(places) if !places.contains(&here) => Err(Error::SymbolMismatch {
+            symbol: name.to_string(),
+            orig_section: places[0].section.clone(),
+            orig_offset: places[0].offset,
+            patch_section: here.section,
+            patch_offset: here.offset,
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn check_tpoff(ctx: &Ctx, sym: &Sym, name: &str) -> Result<()> {
+    let (Some(patch_tls), Some(orig_tls)) = (ctx.tls, ctx.original.tls) else {
+        return Ok(());
+    };
+    let Some(&orig_value) = ctx.original.tls_values.get(base_name(name)) else {
+        return Ok(());
+    };
+    let patch_tpoff = patch_tls.tpoff(sym.st_value.get(LE));
+    let orig_tpoff = orig_tls.tpoff(orig_value);
+    if patch_tpoff != orig_tpoff {
+        return Err(Error::TlsMismatch {
+            symbol: name.to_string(),
+            orig_tpoff,
+            patch_tpoff,
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,89 @@
+//! `kpatch_strip --strip`: keep only what the doctor loads.
+//!
+//! Sections named `.kpatch.*`, their `.rela.kpatch.*`, and the symbol and
+//! name tables keep their bytes; every other section becomes `SHT_NOBITS`
+//! with name, size, flags, alignment and address kept (the later steps and
+//! the doctor still need to know where it was). Indices never move. File
+//! offsets are re-laid compactly and program headers are dropped: the patch
+//! is loaded by section, never by segment, and no stale segment may point
+//! past the end of the smaller file.
+
+use object::elf;
+
+use crate::error::Result;
+use crate::image::{EHDR_SIZE, Image, KPATCH_PREFIX, KPATCH_RELA_PREFIX, LE, SHDR_SIZE};
+
+/// Whether a section keeps its bytes through `--strip`.
+pub fn keeps_bytes(name: &str) -> bool {
+    name.starts_with(KPATCH_PREFIX)
+        || name.starts_with(KPATCH_RELA_PREFIX)
+        || matches!(name, ".symtab" | ".strtab" | ".shstrtab")
+}
+
+fn align_up(v: u64, align: u64) -> u64 {
+    if align <= 1 {
+        v
+    } else {
+        v.div_ceil(align) * align
+    }
+}
+
+/// Strips a linked patch-containing binary. Input untouched; returns the new
+/// file image.
+pub fn strip(input: &[u8]) -> Result<Vec<u8>> {
+    let img = Image::parse(input.to_vec())?;
+    img.require_patch_sections()?;
+    img.symtab()?;
+    relayout(&img)
+}
+
+/// Whether some section that should have no bytes has them again. binutils
+/// `strip` recreates a `.rela.X` section it sees as `SHT_RELA` (by name)
+/// with zeroed `R_X86_64_NONE` entries, and adds program headers back.
+pub(crate) fn needs_relayout(img: &Image) -> bool {
+    img.header.e_phnum.get(LE) != 0
+        || (1..img.sections.len())
+            .any(|i| !keeps_bytes(img.name(i)) && img.sh_type(i) != elf::SHT_NOBITS)
+}
+
+/// Builds the stripped file image: kept sections' bytes laid out compactly
+/// in index order, all others NOBITS, section header table last, no program
+/// headers.
+pub(crate) fn relayout(img: &Image) -> Result<Vec<u8>> {
+    let mut out = vec![0u8; EHDR_SIZE];
+    let mut sections = img.sections.clone();
+    // Section 0 is the null entry (or holds extended counts): copied as is.
+    for (i, sh) in sections.iter_mut().enumerate().skip(1) {
+        let keep = keeps_bytes(img.name(i));
+        if keep && img.sh_type(i) != elf::SHT_NOBITS {
+            let bytes = img.bytes(i)?;
+            let off = align_up(out.len() as u64, sh.sh_addralign.get(LE).min(4096));
+            out.resize(off as usize, 0);
+            out.extend_from_slice(bytes);
+            sh.sh_offset.set(LE, off);
+        } else {
+            sh.sh_offset.set(LE, out.len() as u64);
+            if !keep {
+                sh.sh_type.set(LE, elf::SHT_NOBITS);
+                // Links and entry sizes describe contents that are gone.
+                sh.sh_link.set(LE, 0);
+                sh.sh_info.set(LE, 0);
+                sh.sh_entsize.set(LE, 0);
+                let flags = sh.sh_flags.get(LE) & !u64::from(elf::SHF_INFO_LINK);
+                sh.sh_flags.set(LE, flags);
+            }
+        }
+    }
+    let shoff = align_up(out.len() as u64, 8);
+    out.resize(shoff as usize, 0);
+    out.extend_from_slice(object::pod::bytes_of_slice(&sections));
+    debug_assert_eq!(out.len(), shoff as usize + sections.len() * SHDR_SIZE);
+
+    let mut header = img.header;
+    header.e_shoff.set(LE, shoff);
+    header.e_phoff.set(LE, 0);
+    header.e_phnum.set(LE, 0);
+    header.e_phentsize.set(LE, 0);
+    out[..EHDR_SIZE].copy_from_slice(object::pod::bytes_of(&header));
+    Ok(out)
+}
