@@ -50,7 +50,7 @@ fn run(cli: &Cli) -> Result<()> {
             checksum: !cli.no_checksum,
         },
     )
-    .context("-b")?;
+    .context("kpatch_make -b")?;
     elfpatch::write_file_atomically(&cli.output, &image)
         .with_context(|| format!("{}: cannot write", cli.output.display()))
 }

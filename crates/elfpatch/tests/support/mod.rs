@@ -165,11 +165,11 @@ pub fn recipe(dir: &Path, link_flags: &[&str], orig_s: &str, aug_s: &str, out: &
     let orig = dir.join(format!("{out}.orig"));
     let linked = dir.join(format!("{out}.linked"));
     let patch = dir.join(format!("{out}.patch"));
-    let mut a: Vec<&str> = link_flags.to_vec();
-    a.extend(["-o", orig.to_str().unwrap(), orig_s]);
+    let mut a = vec!["-o", orig.to_str().unwrap(), orig_s];
+    a.extend_from_slice(link_flags);
     run(dir, "gcc", &a);
-    let mut a: Vec<&str> = link_flags.to_vec();
-    a.extend(["-o", linked.to_str().unwrap(), aug_s, "-Wl,-q"]);
+    let mut a = vec!["-o", linked.to_str().unwrap(), aug_s, "-Wl,-q"];
+    a.extend_from_slice(link_flags);
     run(dir, "gcc", &a);
 
     let stripped = elfpatch::strip(&std::fs::read(&linked).unwrap()).unwrap();

@@ -1,0 +1,223 @@
+//! kpatch_strip and kpatch_make as a user runs them: the seed's recipe
+//! through the real binaries, usage errors, and bad inputs that must leave
+//! no output behind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const STRIP: &str = env!("CARGO_BIN_EXE_kpatch_strip");
+const MAKE: &str = env!("CARGO_BIN_EXE_kpatch_make");
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../elfpatch/tests/fixtures")
+        .join(name)
+}
+
+fn tool(dir: &Path, prog: &str, args: &[&str]) -> Output {
+    Command::new(prog)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+fn ok(dir: &Path, prog: &str, args: &[&str]) -> String {
+    let out = tool(dir, prog, args);
+    assert!(
+        out.status.success(),
+        "{prog} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Asserts a one-line failure mentioning every `needle`.
+fn fails(dir: &Path, prog: &str, args: &[&str], needles: &[&str]) {
+    let out = tool(dir, prog, args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{prog} {args:?}: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
+    for n in needles {
+        assert!(err.contains(n), "{prog} {args:?}: {err:?} lacks {n:?}");
+    }
+}
+
+/// foo (original), foobar (linked with -q), foo.nq (linked without).
+fn setup() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for f in ["gotpcrel_orig.s", "gotpcrel_patched.s"] {
+        std::fs::copy(fixture(f), d.join(f)).unwrap();
+    }
+    ok(d, "gcc", &["-o", "foo", "gotpcrel_orig.s"]);
+    ok(d, "gcc", &["-o", "foobar", "gotpcrel_patched.s", "-Wl,-q"]);
+    ok(d, "gcc", &["-o", "foo.nq", "gotpcrel_patched.s"]);
+    dir
+}
+
+#[test]
+fn seed_recipe_through_the_binaries() {
+    let dir = setup();
+    let d = dir.path();
+    ok(d, STRIP, &["--strip", "foobar", "foobar.stripped"]);
+    ok(d, STRIP, &["--rel-fixup", "foo", "foobar.stripped"]);
+    ok(d, "strip", &["--strip-unneeded", "foobar.stripped"]);
+    ok(d, STRIP, &["--undo-link", "foo", "foobar.stripped"]);
+    let id = ok(d, STRIP, &["--build-id", "foo"]).trim().to_string();
+    let readelf = ok(d, "readelf", &["-n", "foo"]);
+    assert!(readelf.contains(&format!("Build ID: {id}")), "{readelf}");
+    ok(
+        d,
+        MAKE,
+        &[
+            "-b",
+            &id,
+            "-n",
+            "foo",
+            "-l",
+            "2",
+            "foobar.stripped",
+            "-o",
+            "foo.kpatch",
+        ],
+    );
+
+    let elf = std::fs::read(d.join("foobar.stripped")).unwrap();
+    let file = std::fs::read(d.join("foo.kpatch")).unwrap();
+    let k = kpatch_file::KpatchFile::parse(&file).unwrap();
+    assert_eq!(k.header.build_id, id);
+    assert_eq!(k.header.modulename, "foo");
+    assert_eq!(k.header.user_level, 2);
+    assert_ne!(k.header.csum, 0, "kpatch_make writes a real checksum");
+    assert_eq!(k.header.kpatch_offset as usize, kpatch_file::HEADER_SIZE);
+    assert_eq!(
+        file.len(),
+        kpatch_file::HEADER_SIZE + elf.len().div_ceil(16) * 16
+    );
+    assert_eq!(&k.elf[..elf.len()], &elf[..]);
+
+    let dump = ok(d, STRIP, &["--dump", "foobar.stripped"]);
+    assert!(
+        dump.contains("relocations .rela.kpatch.info -> .kpatch.info"),
+        "{dump}"
+    );
+    assert!(
+        dump.contains("R_X86_64_64 i_m_being_patched.kpatch +0x0"),
+        "{dump}"
+    );
+    assert!(!dump.contains("PLT32"), "{dump}");
+}
+
+#[test]
+fn help_and_usage() {
+    let d = Path::new("/");
+    for prog in [STRIP, MAKE] {
+        let out = tool(d, prog, &["--help"]);
+        assert!(out.status.success());
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"));
+        assert_eq!(tool(d, prog, &[]).status.code(), Some(2));
+    }
+    assert_eq!(tool(d, STRIP, &["--strip", "a"]).status.code(), Some(2));
+    assert_eq!(
+        tool(d, STRIP, &["--strip", "--dump", "a", "b"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        tool(d, STRIP, &["--rel-fixup", "a", "b", "c"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(tool(d, MAKE, &["x.elf", "-o", "y"]).status.code(), Some(2));
+}
+
+#[test]
+fn strip_refusals_write_nothing() {
+    let dir = setup();
+    let d = dir.path();
+    std::fs::write(d.join("notes.txt"), "hello\n").unwrap();
+    fails(
+        d,
+        STRIP,
+        &["--strip", "notes.txt", "out"],
+        &["notes.txt", "not an ELF file"],
+    );
+    fails(
+        d,
+        STRIP,
+        &["--strip", "foo", "out"],
+        &["foo:", "no .kpatch.* sections"],
+    );
+    fails(
+        d,
+        STRIP,
+        &["--strip", "foo.nq", "out"],
+        &["foo.nq", "-Wl,-q"],
+    );
+    fails(d, STRIP, &["--strip", "missing", "out"], &["missing"]);
+    assert!(!d.join("out").exists());
+    // An existing output survives a failed run untouched.
+    std::fs::write(d.join("out"), "old").unwrap();
+    fails(d, STRIP, &["--strip", "foo", "out"], &["foo"]);
+    assert_eq!(std::fs::read(d.join("out")).unwrap(), b"old");
+    let leftovers: Vec<_> = std::fs::read_dir(d)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn in_place_refusals_leave_the_patch_alone() {
+    let dir = setup();
+    let d = dir.path();
+    std::fs::write(d.join("notes.txt"), "hello\n").unwrap();
+    ok(d, STRIP, &["--strip", "foobar", "p"]);
+    let before = std::fs::read(d.join("p")).unwrap();
+    fails(
+        d,
+        STRIP,
+        &["--rel-fixup", "notes.txt", "p"],
+        &["notes.txt", "not an ELF"],
+    );
+    fails(
+        d,
+        STRIP,
+        &["--rel-fixup", "foo", "foo.nq"],
+        &["foo.nq", "-Wl,-q"],
+    );
+    fails(d, STRIP, &["--undo-link", "notes.txt"], &["notes.txt"]);
+    fails(d, STRIP, &["--build-id", "notes.txt"], &["notes.txt"]);
+    assert_eq!(std::fs::read(d.join("p")).unwrap(), before);
+}
+
+#[test]
+fn kpatch_make_refusals_write_nothing() {
+    let dir = setup();
+    let d = dir.path();
+    std::fs::write(d.join("notes.txt"), "hello\n").unwrap();
+    let id = "0123456789abcdef";
+    fails(
+        d,
+        MAKE,
+        &["-b", id, "notes.txt", "-o", "k"],
+        &["notes.txt", "not an ELF"],
+    );
+    fails(
+        d,
+        MAKE,
+        &["-b", id, "foobar", "-o", "k"],
+        &["foobar", "--strip"],
+    );
+    ok(d, STRIP, &["--strip", "foobar", "p"]);
+    fails(d, MAKE, &["-b", id, "p", "-o", "k"], &["p:", "--undo-link"]);
+    ok(d, STRIP, &["--undo-link", "p"]);
+    fails(d, MAKE, &["-b", "not-hex", "p", "-o", "k"], &["not-hex"]);
+    assert!(!d.join("k").exists());
+    ok(d, MAKE, &["-b", id, "p", "-o", "k"]);
+    assert!(d.join("k").exists());
+}
