@@ -65,12 +65,11 @@ pub(crate) fn relayout(img: &Image) -> Result<Vec<u8>> {
             sh.sh_offset.set(LE, out.len() as u64);
             if !keep {
                 sh.sh_type.set(LE, elf::SHT_NOBITS);
-                // Links and entry sizes describe contents that are gone.
+                // Links and entry sizes describe contents that are gone;
+                // flags stay (docs/patch-object.md keeps them).
                 sh.sh_link.set(LE, 0);
                 sh.sh_info.set(LE, 0);
                 sh.sh_entsize.set(LE, 0);
-                let flags = sh.sh_flags.get(LE) & !u64::from(elf::SHF_INFO_LINK);
-                sh.sh_flags.set(LE, flags);
             }
         }
     }
