@@ -1,0 +1,410 @@
+//! The build-side drivers, `libcare-cc` and `libcare-patch-make`, on the
+//! cases of `tests/cases/`, checked against plain gcc and binutils.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use support::build::apply_fix;
+use support::tools::has_section;
+use support::{Case, Flavour, build_id, run_ok, tool};
+use tempfile::TempDir;
+
+fn scratch(what: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("lc-{what}."))
+        .tempdir()
+        .unwrap()
+}
+
+/// `make ARGS` in `dir` with `CC`, `CFLAGS` and optionally `KPATCH_STAGE`.
+fn make(dir: &Path, cc: &Path, cflags: &str, stage: Option<&str>, args: &[&str]) {
+    let mut cmd = Command::new("make");
+    cmd.current_dir(dir)
+        .arg(format!("CC={}", cc.display()))
+        .args(args)
+        .env("CFLAGS", cflags)
+        .env_remove("KPATCH_STAGE");
+    if let Some(stage) = stage {
+        cmd.env("KPATCH_STAGE", stage);
+    }
+    run_ok(&mut cmd);
+}
+
+/// Builds `case` with plain gcc and with libcare-cc in the original stage,
+/// in the same directory (its path is in the debug info), and checks that
+/// every listed output has the same BuildID.
+fn original_stage_matches_plain_build(case: &str, flavour: Flavour, outputs: &[&str]) {
+    let case = Case::load(case);
+    let tmp = scratch(&format!("{}-{}-identity", case.name, flavour.name));
+    let dir = tmp.path().join("proj");
+    case.copy_to(&dir);
+    make(&dir, Path::new("gcc"), flavour.cflags, None, &[]);
+    let plain: Vec<String> = outputs.iter().map(|o| build_id(&dir.join(o))).collect();
+    make(&dir, Path::new("gcc"), flavour.cflags, None, &["clean"]);
+    make(
+        &dir,
+        &tool("libcare-cc"),
+        flavour.cflags,
+        Some("original"),
+        &[],
+    );
+    for (out, plain_id) in outputs.iter().zip(&plain) {
+        assert_eq!(
+            plain_id,
+            &build_id(&dir.join(out)),
+            "{out} ({}) differs between gcc and libcare-cc original stage",
+            flavour.name
+        );
+    }
+    let kept = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            let name = name.to_string_lossy();
+            name.starts_with(".kpatch_") && name.ends_with(".original.s")
+        })
+        .count();
+    assert!(
+        kept > 0,
+        "no .kpatch_*.original.s kept in {}",
+        dir.display()
+    );
+}
+
+#[test]
+fn original_stage_matches_plain_build_executable_pie_o2_g() {
+    original_stage_matches_plain_build("seed", Flavour::PIE_O2_G, &["foo"]);
+}
+
+#[test]
+fn original_stage_matches_plain_build_executable_nopie_o0() {
+    original_stage_matches_plain_build("seed", Flavour::NOPIE_O0, &["foo"]);
+}
+
+#[test]
+fn original_stage_matches_plain_build_shared_library() {
+    original_stage_matches_plain_build("shlib", Flavour::PIE_O2_G, &["libfoo.so", "main"]);
+}
+
+fn cc(dir: &Path, stage: Option<&str>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(tool("libcare-cc"));
+    cmd.current_dir(dir).args(args).env_remove("KPATCH_STAGE");
+    if let Some(stage) = stage {
+        cmd.env("KPATCH_STAGE", stage);
+    }
+    cmd.output().unwrap()
+}
+
+fn write_sources(dir: &Path) {
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::write(
+        dir.join("src/a.c"),
+        "#include \"b.h\"\nint main(void) { return b() - 42; }\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("src/b.h"), "int b(void);\n").unwrap();
+    std::fs::write(
+        dir.join("src/b.c"),
+        "#include \"b.h\"\nint b(void) { return 42; }\n",
+    )
+    .unwrap();
+}
+
+/// Runs the same command with gcc, then (after saving `keep` aside) with
+/// libcare-cc in the original stage, in one directory; returns the saved
+/// plain results and the directory.
+fn plain_then_wrapped(tmp: &TempDir, argvs: &[&[&str]], keep: &[&str]) -> Vec<Vec<u8>> {
+    let dir = tmp.path().join("proj");
+    write_sources(&dir);
+    std::fs::create_dir_all(dir.join("out")).unwrap();
+    for args in argvs {
+        run_ok(Command::new("gcc").current_dir(&dir).args(*args));
+    }
+    let saved = keep
+        .iter()
+        .map(|f| {
+            let bytes = std::fs::read(dir.join(f)).unwrap();
+            std::fs::remove_file(dir.join(f)).unwrap();
+            bytes
+        })
+        .collect();
+    for args in argvs {
+        let out = cc(&dir, Some("original"), args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    saved
+}
+
+fn assert_same_files(dir: &Path, names: &[&str], plain: &[Vec<u8>]) {
+    for (name, bytes) in names.iter().zip(plain) {
+        let wrapped = std::fs::read(dir.join(name)).unwrap();
+        assert!(
+            &wrapped == bytes,
+            "{name} differs between gcc and libcare-cc"
+        );
+    }
+}
+
+#[test]
+fn original_stage_compile_and_link_in_one_call_with_dependency_files() {
+    let tmp = scratch("one-call");
+    let args: &[&str] = &[
+        "-O2", "-g", "-MMD", "-MP", "-pipe", "src/a.c", "src/b.c", "-o", "out/prog",
+    ];
+    let keep = ["out/prog", "out/prog.d"];
+    let plain = plain_then_wrapped(&tmp, &[args], &keep);
+    let dir = tmp.path().join("proj");
+    assert_same_files(&dir, &keep, &plain);
+    assert!(dir.join("out/.kpatch_a.original.s").exists());
+    assert!(dir.join("out/.kpatch_b.original.s").exists());
+}
+
+#[test]
+fn original_stage_separate_compile_writes_the_same_objects_and_dependency_files() {
+    let tmp = scratch("separate");
+    let a: &[&str] = &["-O2", "-g", "-MD", "-c", "src/a.c", "-o", "out/a.o"];
+    let b: &[&str] = &[
+        "-O2", "-g", "-MD", "-MT", "b-target", "-c", "src/b.c", "-o", "out/b.o",
+    ];
+    // Several sources in one -c call, objects named by gcc.
+    let both: &[&str] = &["-O0", "-c", "src/a.c", "src/b.c"];
+    let keep = ["out/a.o", "out/b.o", "out/a.d", "out/b.d", "a.o", "b.o"];
+    let plain = plain_then_wrapped(&tmp, &[a, b, both], &keep);
+    let dir = tmp.path().join("proj");
+    assert_same_files(&dir, &keep, &plain);
+    assert!(dir.join("out/.kpatch_a.original.s").exists());
+    assert!(!dir.join("out/.kpatch_a.original.d").exists());
+}
+
+#[test]
+fn without_a_stage_libcare_cc_is_the_compiler() {
+    let tmp = scratch("passthrough");
+    write_sources(tmp.path());
+    let out = cc(
+        tmp.path(),
+        None,
+        &["-O2", "src/a.c", "src/b.c", "-o", "prog"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(tmp.path().join("prog").exists());
+    assert!(!tmp.path().join(".kpatch_a.original.s").exists());
+    let out = cc(tmp.path(), None, &["-c", "src/missing.c"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.c"));
+}
+
+#[test]
+fn libcare_cc_usage() {
+    let help = Command::new(tool("libcare-cc"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(help.status.success());
+    assert!(String::from_utf8_lossy(&help.stdout).contains("KPATCH_STAGE"));
+    let none = Command::new(tool("libcare-cc")).output().unwrap();
+    assert_eq!(none.status.code(), Some(2));
+    let tmp = scratch("bad-stage");
+    write_sources(tmp.path());
+    let bad = cc(tmp.path(), Some("orignal"), &["-c", "src/b.c"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("KPATCH_STAGE"));
+    assert!(!tmp.path().join("b.o").exists());
+}
+
+/// The seed case compiled and linked by hand through libcare-cc in both
+/// stages, as libcare-patch-make would.
+#[test]
+fn patched_stage_emits_kpatch_sections_and_keeps_relocations() {
+    let case = Case::load("seed");
+    let tmp = scratch("patched-stage");
+    let dir = tmp.path();
+    case.copy_to(dir);
+    for stage in ["original", "patched"] {
+        if stage == "patched" {
+            apply_fix(dir);
+        }
+        let out = cc(
+            dir,
+            Some(stage),
+            &["-O2", "-g", "-c", "foo.c", "-o", "foo.o"],
+        );
+        assert!(
+            out.status.success(),
+            "{stage}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = cc(dir, Some(stage), &["-O2", "-g", "foo.o", "-o", "foo"]);
+        assert!(
+            out.status.success(),
+            "{stage}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if stage == "original" {
+            assert!(!has_section(&dir.join("foo"), ".kpatch.info"));
+        }
+    }
+    assert!(dir.join(".kpatch_foo.patched.s").exists());
+    let linked = dir.join("foo");
+    assert!(has_section(&linked, ".kpatch.info"));
+    assert!(has_section(&linked, ".kpatch.text"));
+    // -Wl,-q kept the relocations of the patch code.
+    assert!(has_section(&linked, ".rela.kpatch.text"));
+}
+
+#[test]
+fn patched_stage_fails_when_kpatch_gensrc_fails() {
+    let tmp = scratch("gensrc-fails");
+    let dir = tmp.path();
+    write_sources(dir);
+    let out = cc(dir, Some("original"), &["-c", "src/b.c", "-o", "b.o"]);
+    assert!(out.status.success());
+    std::fs::remove_file(dir.join("b.o")).unwrap();
+    let out = Command::new(tool("libcare-cc"))
+        .current_dir(dir)
+        .args(["-c", "src/b.c", "-o", "b.o"])
+        .env("KPATCH_STAGE", "patched")
+        .env("KPATCH_GENSRC", "/bin/false")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/bin/false failed"), "{err}");
+    assert!(
+        !dir.join("b.o").exists(),
+        "an object was written after gensrc failed"
+    );
+}
+
+fn patch_make(dir: &Path, cflags: &str, args: &[&str]) -> Output {
+    Command::new(tool("libcare-patch-make"))
+        .current_dir(dir)
+        .args(args)
+        .env("CFLAGS", cflags)
+        .env_remove("KPATCH_STAGE")
+        .output()
+        .unwrap()
+}
+
+fn assert_sources_untouched(case: &Case, dir: &Path) {
+    for entry in std::fs::read_dir(&case.dir).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        assert_eq!(
+            std::fs::read(entry.path()).unwrap(),
+            std::fs::read(dir.join(&name)).unwrap(),
+            "{} was left changed",
+            name.to_string_lossy()
+        );
+    }
+}
+
+#[test]
+fn patch_make_builds_kpatch_for_the_binary_users_run() {
+    let case = Case::load("seed");
+    let flavour = Flavour::PIE_O2_G;
+    let tmp = scratch("patch-make");
+    let plain = tmp.path().join("plain");
+    let proj = tmp.path().join("proj");
+    case.copy_to(&plain);
+    case.copy_to(&proj);
+    make(&plain, Path::new("gcc"), flavour.cflags, None, &[]);
+    let users_id = build_id(&plain.join("foo"));
+
+    let out = patch_make(&proj, flavour.cflags, &["--clean", "-i", "3", "fix.diff"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("1 patch(es) made"), "{stdout}");
+    assert!(stdout.contains(&users_id), "{stdout}");
+
+    assert_eq!(build_id(&proj.join("lpmake/usr/bin/foo")), users_id);
+    let kpatch = std::fs::read(proj.join("patchroot").join(format!("{users_id}.kpatch"))).unwrap();
+    assert_eq!(&kpatch[..8], b"KPATCH1\0");
+    assert_eq!(&kpatch[80..80 + users_id.len()], users_id.as_bytes());
+    assert_eq!(u32::from_le_bytes(kpatch[376..380].try_into().unwrap()), 3);
+    assert_sources_untouched(&case, &proj);
+}
+
+#[test]
+fn patch_make_shared_library_patch_targets_the_library() {
+    let case = Case::load("shlib");
+    let tmp = scratch("patch-make-shlib");
+    let proj = tmp.path().join("proj");
+    case.copy_to(&proj);
+    let out = patch_make(&proj, "-O2 -g", &["--clean", "fix.diff"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lib_id = build_id(&proj.join("lpmake/usr/lib/libfoo.so"));
+    let made: Vec<_> = std::fs::read_dir(proj.join("patchroot"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(made, [format!("{lib_id}.kpatch")]);
+    assert_sources_untouched(&case, &proj);
+}
+
+#[test]
+fn patch_make_refuses_a_patch_that_does_not_apply_and_leaves_the_tree() {
+    let case = Case::load("seed");
+    let tmp = scratch("patch-make-bad-diff");
+    let proj = tmp.path().join("proj");
+    case.copy_to(&proj);
+    let good = std::fs::read_to_string(proj.join("fix.diff")).unwrap();
+    std::fs::write(
+        proj.join("bad.diff"),
+        good.replace("i'm unpatched", "no such line"),
+    )
+    .unwrap();
+    let out = patch_make(&proj, "-O0", &["--clean", "fix.diff", "bad.diff"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.diff does not apply"), "{err}");
+    std::fs::remove_file(proj.join("bad.diff")).unwrap();
+    assert_sources_untouched(&case, &proj);
+    assert!(!proj.join("patchroot").exists());
+}
+
+#[test]
+fn patch_make_on_an_already_built_tree_asks_for_clean() {
+    let case = Case::load("seed");
+    let tmp = scratch("patch-make-built");
+    let proj = tmp.path().join("proj");
+    case.copy_to(&proj);
+    make(&proj, Path::new("gcc"), "-O0", None, &[]);
+    let out = patch_make(&proj, "-O0", &["fix.diff"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--clean"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+}
+
+#[test]
+fn patch_make_usage() {
+    let help = Command::new(tool("libcare-patch-make"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(help.status.success());
+    let none = Command::new(tool("libcare-patch-make")).output().unwrap();
+    assert_eq!(none.status.code(), Some(2));
+    let tmp = scratch("patch-make-missing");
+    let out = patch_make(tmp.path(), "-O0", &["nothing.diff"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing.diff"));
+}

@@ -1,0 +1,157 @@
+//! A running case program whose output the test watches. Dropping the guard
+//! kills the process by its PID and reaps it, on success and on panic.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+use super::build::Built;
+use super::tools::{run_ok, workspace_root};
+
+/// How long a line may take before the test gives up. Generous: it only
+/// bounds a failing test, the cases print every 20 ms.
+const LINE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// `tests/support/fastsleep.c`, compiled once per test process.
+pub fn fastsleep() -> &'static Path {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| {
+        let src = workspace_root().join("tests/support/fastsleep.c");
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let tmp = dir.join(format!("fastsleep.{}.so", std::process::id()));
+        run_ok(
+            Command::new("gcc")
+                .args(["-shared", "-fPIC", "-O2", "-o"])
+                .arg(&tmp)
+                .arg(&src),
+        );
+        // One name for every test binary: a rename never disturbs a
+        // process that already mapped the previous file.
+        let lib = dir.join("fastsleep.so");
+        std::fs::rename(&tmp, &lib).unwrap();
+        lib
+    })
+}
+
+pub struct Patient {
+    child: Child,
+    lines: Receiver<String>,
+    /// Every line read so far, for failure messages.
+    seen: Vec<String>,
+}
+
+impl Patient {
+    /// Starts the built program with fast sleeps and its libraries.
+    pub fn start(built: &Built) -> Patient {
+        Patient::start_program(&built.program, &built.lib_dir)
+    }
+
+    pub fn start_program(program: &Path, lib_dir: &Path) -> Patient {
+        let mut child = Command::new(program)
+            .env("LD_PRELOAD", fastsleep())
+            .env("LD_LIBRARY_PATH", lib_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Patient {
+            child,
+            lines: rx,
+            seen: Vec::new(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn pid_arg(&self) -> String {
+        self.pid().to_string()
+    }
+
+    fn next_line(&mut self, deadline: Instant) -> String {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match self.lines.recv_timeout(left) {
+            Ok(line) => {
+                self.seen.push(line.clone());
+                line
+            }
+            Err(RecvTimeoutError::Timeout) => panic!(
+                "pid {}: no line for {LINE_TIMEOUT:?}; last lines: {:?}",
+                self.pid(),
+                self.tail()
+            ),
+            Err(RecvTimeoutError::Disconnected) => {
+                let status = self.child.wait();
+                panic!(
+                    "pid {} ended ({status:?}); last lines: {:?}",
+                    self.pid(),
+                    self.tail()
+                )
+            }
+        }
+    }
+
+    fn tail(&self) -> &[String] {
+        &self.seen[self.seen.len().saturating_sub(8)..]
+    }
+
+    /// Reads lines until `want` comes; any line other than the known ones
+    /// (`allowed`) fails the test.
+    pub fn wait_for(&mut self, want: &str, allowed: &[&str]) {
+        let deadline = Instant::now() + LINE_TIMEOUT;
+        loop {
+            let line = self.next_line(deadline);
+            if line == want {
+                return;
+            }
+            assert!(
+                allowed.contains(&line.as_str()),
+                "pid {}: unexpected line {line:?} while waiting for {want:?}",
+                self.pid()
+            );
+        }
+    }
+
+    /// The next `n` lines must all be `want`.
+    pub fn expect_steady(&mut self, want: &str, n: usize) {
+        let deadline = Instant::now() + LINE_TIMEOUT;
+        for _ in 0..n {
+            let line = self.next_line(deadline);
+            assert_eq!(
+                line,
+                want,
+                "pid {}: output changed; last lines: {:?}",
+                self.pid(),
+                self.tail()
+            );
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Patient {
+    fn drop(&mut self) {
+        // Child::kill signals exactly this PID; wait reaps it so no zombie
+        // outlives the test.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,9 @@
+#include <stdio.h>
+
+static int calls;
+
+void foo_hello(void)
+{
+	calls++;
+	printf("hello from libfoo\n");
+}
