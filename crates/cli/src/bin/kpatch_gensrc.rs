@@ -1,4 +1,142 @@
+//! kpatch_gensrc: diff two `gcc -S` outputs of one translation unit into
+//! the augmented assembly of a live patch (see `docs/patch-object.md`).
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::{CommandFactory, Parser};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kpatch_gensrc",
+    about = "Compare original and patched assembly and write the augmented assembly of a live patch",
+    after_help = "With two inputs (-i ORIGINAL -i PATCHED) the output is the original text, \
+unchanged, plus the changed and new functions and data in .kpatch.* sections. \
+Identical inputs give the original text back.\n\n\
+--dbg-filter takes ONE input and prints it without debug information (.loc, numbered \
+.file directives and .debug_* sections), so that two filtered files differ only where \
+code or data differ; the result still assembles to the same code."
+)]
+struct Args {
+    /// Input assembly: the original first, then the patched ("-" reads stdin).
+    #[arg(short = 'i', long = "input", value_name = "FILE", required = true)]
+    inputs: Vec<String>,
+    /// Output assembly ("-" writes stdout).
+    #[arg(short = 'o', long = "output", value_name = "FILE", required = true)]
+    output: String,
+    /// Target OS name; accepted for compatibility, not used.
+    #[arg(long = "os", value_name = "OS")]
+    _os: Option<String>,
+    /// Reach every variable outside the patch through a GOT entry.
+    #[arg(long)]
+    force_gotpcrel: bool,
+    /// Make the patch's functions and variables global symbols.
+    #[arg(long)]
+    force_global: bool,
+    /// Print the single input with its debug information removed.
+    #[arg(long)]
+    dbg_filter: bool,
+    /// Comma-separated variables whose changes are accepted (the patch keeps
+    /// using the original object).
+    #[arg(long, value_name = "FLIST", value_delimiter = ',')]
+    ignore_changes: Vec<String>,
+}
+
+fn read_input(name: &str) -> Result<String> {
+    let bytes = if name == "-" {
+        let mut v = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut v)
+            .context("reading stdin")?;
+        v
+    } else {
+        std::fs::read(name).with_context(|| format!("reading {name}"))?
+    };
+    String::from_utf8(bytes).map_err(|e| {
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
+        anyhow::anyhow!("{name}:{line}: not UTF-8 text")
+    })
+}
+
+fn display_name(name: &str) -> &str {
+    if name == "-" { "<stdin>" } else { name }
+}
+
+/// Writes next to the target and renames, so a failure leaves no file.
+fn write_output(name: &str, text: &str) -> Result<()> {
+    if name == "-" {
+        let mut out = std::io::stdout().lock();
+        out.write_all(text.as_bytes()).context("writing stdout")?;
+        return out.flush().context("writing stdout");
+    }
+    let path = Path::new(name);
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let file_name = path
+        .file_name()
+        .with_context(|| format!("{name}: not a file name"))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        file_name.to_string_lossy(),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("renaming {} to {name}", tmp.display())
+    })
+}
+
+/// Wrong usage: clap's message format and exit status 2.
+fn usage_error(msg: &str) -> ! {
+    Args::command()
+        .error(clap::error::ErrorKind::ArgumentConflict, msg)
+        .exit()
+}
+
+fn run(args: Args) -> Result<()> {
+    if args.dbg_filter {
+        if args.inputs.len() != 1 {
+            usage_error(&gensrc::Error::DbgFilterInputs(args.inputs.len()).to_string());
+        }
+        let text = read_input(&args.inputs[0])?;
+        let out = gensrc::dbg_filter(display_name(&args.inputs[0]), &text)?;
+        return write_output(&args.output, &out);
+    }
+    if args.inputs.len() != 2 {
+        usage_error(&format!(
+            "expected two inputs (-i ORIGINAL -i PATCHED), got {}",
+            args.inputs.len()
+        ));
+    }
+    if args.inputs.iter().filter(|i| *i == "-").count() > 1 {
+        usage_error("only one input can be stdin");
+    }
+    let orig = read_input(&args.inputs[0])?;
+    let patched = read_input(&args.inputs[1])?;
+    let opts = gensrc::Options {
+        ignore_changes: args.ignore_changes,
+        force_global: args.force_global,
+        force_gotpcrel: args.force_gotpcrel,
+    };
+    let outcome = gensrc::diff(
+        display_name(&args.inputs[0]),
+        &orig,
+        display_name(&args.inputs[1]),
+        &patched,
+        &opts,
+    )?;
+    write_output(&args.output, &outcome.text)
+}
+
 fn main() {
-    eprintln!("kpatch_gensrc: not implemented yet");
-    std::process::exit(1);
+    let args = Args::parse();
+    if let Err(e) = run(args) {
+        eprintln!("kpatch_gensrc: {e:#}");
+        std::process::exit(1);
+    }
 }

@@ -1,0 +1,41 @@
+//! The one error type of the crate: every variant names the input, the
+//! block and the line(s) a person has to look at.
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    // ---- input text ----
+    #[error("{file}:{line}: {msg}")]
+    Parse {
+        file: String,
+        line: u32,
+        msg: String,
+    },
+
+    // ---- refusals: the change cannot be expressed as a live patch ----
+    #[error(
+        "variable `{name}` changed ({what}): original line {orig_line}, patched line {patched_line}; \
+         {hint}"
+    )]
+    VariableChanged {
+        name: String,
+        what: String,
+        orig_line: u32,
+        patched_line: u32,
+        hint: &'static str,
+    },
+    #[error(
+        "`{block}` cannot be patched ({what}): original line {orig_line}, patched line {patched_line}"
+    )]
+    Unsupported {
+        block: String,
+        what: String,
+        orig_line: u32,
+        patched_line: u32,
+    },
+    #[error("--dbg-filter takes exactly one input, got {0}")]
+    DbgFilterInputs(usize),
+}
+
+pub const VARIABLE_HINT: &str = "a live patch cannot change data that already exists in the \
+    running process; keep the old variable and add a new one, or list the name with \
+    --ignore-changes if the change is known to be safe";

@@ -1,0 +1,265 @@
+//! Lines of GNU as text turned into classified statements.
+//!
+//! The lexer never copies: every statement borrows from the input. A line
+//! `label: insn` yields two statements with the same line number, so later
+//! passes see one label or one directive or one instruction at a time.
+
+use crate::error::Error;
+
+/// What one statement is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind<'a> {
+    /// A label definition, `name:`.
+    Label(&'a str),
+    /// `.name args`; `args` is trimmed and has its trailing comment removed.
+    Directive { name: &'a str, args: &'a str },
+    /// `mnemonic operands`; operands trimmed, comment removed.
+    Instruction {
+        mnemonic: &'a str,
+        operands: &'a str,
+    },
+}
+
+/// One statement with the number (1-based) and index (0-based) of its line.
+#[derive(Debug, Clone, Copy)]
+pub struct Stmt<'a> {
+    pub line: u32,
+    pub kind: Kind<'a>,
+}
+
+impl Stmt<'_> {
+    pub fn line_index(&self) -> usize {
+        self.line as usize - 1
+    }
+}
+
+/// A lexed file: its raw lines (for verbatim output) and its statements.
+pub struct Lexed<'a> {
+    pub lines: Vec<&'a str>,
+    pub stmts: Vec<Stmt<'a>>,
+}
+
+/// Splits `text` into statements. `file` only names the input in errors.
+pub fn lex<'a>(file: &str, text: &'a str) -> Result<Lexed<'a>, Error> {
+    let lines: Vec<&'a str> = text.lines().collect();
+    let mut stmts = Vec::with_capacity(lines.len());
+    let mut in_block_comment = false;
+    for (i, raw) in lines.iter().enumerate() {
+        let line = (i + 1) as u32;
+        let segments = split_segments(raw, &mut in_block_comment).map_err(|m| Error::Parse {
+            file: file.to_string(),
+            line,
+            msg: m.to_string(),
+        })?;
+        for seg in segments {
+            lex_segment(file, line, seg, &mut stmts)?;
+        }
+    }
+    if in_block_comment {
+        return Err(Error::Parse {
+            file: file.to_string(),
+            line: lines.len() as u32,
+            msg: "unterminated /* comment".to_string(),
+        });
+    }
+    Ok(Lexed { lines, stmts })
+}
+
+fn lex_segment<'a>(
+    file: &str,
+    line: u32,
+    seg: &'a str,
+    stmts: &mut Vec<Stmt<'a>>,
+) -> Result<(), Error> {
+    let err = |msg: String| Error::Parse {
+        file: file.to_string(),
+        line,
+        msg,
+    };
+    let mut rest = seg.trim();
+    // Leading labels; gas allows several on one line.
+    while let Some((name, after)) = split_label(rest) {
+        stmts.push(Stmt {
+            line,
+            kind: Kind::Label(name),
+        });
+        rest = after.trim_start();
+    }
+    if rest.is_empty() {
+        return Ok(());
+    }
+    if rest.bytes().any(|b| b < 0x20 && b != b'\t') {
+        return Err(err("control character in statement".into()));
+    }
+    let (head, tail) = split_word(rest);
+    let kind = if head.starts_with('.') {
+        Kind::Directive {
+            name: head,
+            args: tail,
+        }
+    } else if head
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_' || b == b'{')
+    {
+        Kind::Instruction {
+            mnemonic: head,
+            operands: tail,
+        }
+    } else {
+        return Err(err(format!("cannot parse statement `{rest}`")));
+    };
+    stmts.push(Stmt { line, kind });
+    Ok(())
+}
+
+/// Cuts one line into code segments: `;` separates statements, `#` ends
+/// the line, `/* */` is skipped, all only outside string literals.
+/// `in_block` carries an open `/*` across lines.
+fn split_segments<'a>(s: &'a str, in_block: &mut bool) -> Result<Vec<&'a str>, &'static str> {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    let mut start = 0;
+    if *in_block {
+        match s.find("*/") {
+            Some(end) => {
+                *in_block = false;
+                i = end + 2;
+                start = i;
+            }
+            None => return Ok(out),
+        }
+    }
+    let mut in_str = false;
+    while i < b.len() {
+        let c = b[i];
+        if in_str {
+            match c {
+                b'\\' => i += 1,
+                b'"' => in_str = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        match c {
+            b'"' => in_str = true,
+            b'#' => {
+                out.push(&s[start..i]);
+                return Ok(out);
+            }
+            b';' => {
+                out.push(&s[start..i]);
+                start = i + 1;
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                out.push(&s[start..i]);
+                match s[i + 2..].find("*/") {
+                    Some(end) => {
+                        i = i + 2 + end + 2;
+                        start = i;
+                        continue;
+                    }
+                    None => {
+                        *in_block = true;
+                        return Ok(out);
+                    }
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    if in_str {
+        return Err("unterminated string literal");
+    }
+    out.push(&s[start..]);
+    Ok(out)
+}
+
+/// `name: rest` -> (name, rest) when the line starts with a label.
+fn split_label(s: &str) -> Option<(&str, &str)> {
+    let b = s.as_bytes();
+    if b.first() == Some(&b'"') {
+        let end = s[1..].find('"')? + 1;
+        return s[end + 1..]
+            .strip_prefix(':')
+            .map(|rest| (&s[..=end], rest));
+    }
+    let n = b.iter().take_while(|&&c| is_symbol_char(c)).count();
+    if n == 0 || b[0].is_ascii_digit() && !b[..n].iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    if b.get(n) == Some(&b':') && b.get(n + 1) != Some(&b':') {
+        Some((&s[..n], &s[n + 1..]))
+    } else {
+        None
+    }
+}
+
+fn split_word(s: &str) -> (&str, &str) {
+    match s.find([' ', '\t']) {
+        Some(i) => (&s[..i], s[i..].trim()),
+        None => (s, ""),
+    }
+}
+
+/// Characters gas accepts inside a symbol name.
+pub fn is_symbol_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_' || c == b'.' || c == b'$'
+}
+
+/// Is `name` an assembler-local label (never reaches the symbol table)?
+pub fn is_local_label(name: &str) -> bool {
+    name.starts_with(".L")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_then_instruction_gives_two_statements() {
+        let l = lex("t.s", "foo:\tret # c\n").unwrap();
+        assert_eq!(l.stmts.len(), 2);
+        assert_eq!(l.stmts[0].kind, Kind::Label("foo"));
+        assert_eq!(
+            l.stmts[1].kind,
+            Kind::Instruction {
+                mnemonic: "ret",
+                operands: ""
+            }
+        );
+    }
+
+    #[test]
+    fn hash_inside_string_is_not_a_comment() {
+        let l = lex("t.s", "\t.string \"a#b\" # real\n").unwrap();
+        assert_eq!(
+            l.stmts[0].kind,
+            Kind::Directive {
+                name: ".string",
+                args: "\"a#b\""
+            }
+        );
+    }
+
+    #[test]
+    fn garbage_names_file_and_line() {
+        let e = lex("x.s", "\tret\n@@@ nope\n").err().unwrap().to_string();
+        assert!(e.contains("x.s:2"), "{e}");
+    }
+
+    #[test]
+    fn unterminated_string_is_an_error() {
+        let e = lex("y.s", "\t.string \"abc\n").err().unwrap().to_string();
+        assert!(e.contains("y.s:1") && e.contains("unterminated"), "{e}");
+    }
+
+    #[test]
+    fn block_comments_span_lines() {
+        let l = lex("t.s", "nop /* a\nb */ ret\n").unwrap();
+        assert_eq!(l.stmts.len(), 2);
+    }
+}

@@ -1,0 +1,539 @@
+//! Real `gcc -S` output in, augmented assembly out, assembled and linked
+//! with `-Wl,-q`, checked with readelf and by running the program.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use gensrc::{Options, Outcome};
+
+struct Case {
+    dir: tempfile::TempDir,
+}
+
+/// One build configuration: compiler flags and link flags.
+#[derive(Clone, Copy)]
+struct Build {
+    cflags: &'static [&'static str],
+    lflags: &'static [&'static str],
+}
+
+const PIE_O0: Build = Build {
+    cflags: &["-O0"],
+    lflags: &[],
+};
+const PIE_O2G: Build = Build {
+    cflags: &["-O2", "-g"],
+    lflags: &[],
+};
+const NOPIE_O0: Build = Build {
+    cflags: &["-O0", "-fno-pie"],
+    lflags: &["-no-pie"],
+};
+const NOPIE_O2G: Build = Build {
+    cflags: &["-O2", "-g", "-fno-pie"],
+    lflags: &["-no-pie"],
+};
+const SHARED_O2G: Build = Build {
+    cflags: &["-O2", "-g", "-fPIC"],
+    lflags: &["-shared"],
+};
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+impl Case {
+    fn new() -> Self {
+        Case {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `gcc -S` of `src` saved as `name.c`; returns the assembly text.
+    fn asm(&self, name: &str, src: &str, b: Build) -> String {
+        let c = self.path(&format!("{name}.c"));
+        std::fs::write(&c, src).unwrap();
+        let s = self.path(&format!("{name}.s"));
+        run(Command::new("gcc")
+            .args(b.cflags)
+            .arg("-S")
+            .arg(&c)
+            .arg("-o")
+            .arg(&s)
+            .current_dir(self.dir.path()));
+        std::fs::read_to_string(s).unwrap()
+    }
+
+    /// Assembles and links `text` as `name` with `-Wl,-q`.
+    fn link(&self, name: &str, text: &str, b: Build) -> PathBuf {
+        let s = self.path(&format!("{name}.s"));
+        std::fs::write(&s, text).unwrap();
+        let exe = self.path(name);
+        run(Command::new("gcc")
+            .args(b.lflags)
+            .arg("-o")
+            .arg(&exe)
+            .arg(&s)
+            .arg("-Wl,-q"));
+        exe
+    }
+}
+
+fn diff(orig: &str, patched: &str, opts: &Options) -> Outcome {
+    gensrc::diff("orig.s", orig, "patched.s", patched, opts)
+        .unwrap_or_else(|e| panic!("gensrc failed: {e}"))
+}
+
+/// (daddr, saddr) of every `.kpatch.info` entry in the output.
+fn info_entries(out: &str) -> Vec<(String, String)> {
+    let lines: Vec<&str> = out.lines().collect();
+    let mut v = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        if l.ends_with(".Lpi:") {
+            let q = |s: &str| s.trim().strip_prefix(".quad").unwrap().trim().to_string();
+            v.push((q(lines[i + 1]), q(lines[i + 2])));
+        }
+    }
+    v
+}
+
+/// Original names of the functions the patch replaces.
+fn patched_functions(out: &str) -> Vec<String> {
+    let mut v: Vec<String> = info_entries(out)
+        .into_iter()
+        .filter(|(d, _)| d != "0")
+        .map(|(d, _)| d)
+        .collect();
+    v.sort();
+    v
+}
+
+/// The text the patch adds after the original.
+fn patch_part(out: &str) -> &str {
+    out.find("#---------- kpatch begin")
+        .map_or("", |i| &out[i..])
+}
+
+/// The output without the patch and without the end labels: must be the
+/// original, byte for byte.
+fn original_part(out: &str) -> String {
+    let head = out
+        .find("#---------- kpatch begin")
+        .map_or(out, |i| &out[..i]);
+    head.split_inclusive('\n')
+        .filter(|l| !l.trim_end().ends_with(".Lfe:"))
+        .collect()
+}
+
+fn readelf(args: &[&str], file: &Path) -> String {
+    run(Command::new("readelf").args(args).arg(file))
+}
+
+fn assert_patch_sections(file: &Path) {
+    let s = readelf(&["-SW"], file);
+    for sec in [".kpatch.text", ".kpatch.info", ".kpatch.strtab"] {
+        assert!(s.contains(sec), "{sec} missing:\n{s}");
+    }
+    let r = readelf(&["-rW"], file);
+    assert!(
+        r.contains("'.rela.kpatch.info'"),
+        "no .rela.kpatch.info:\n{r}"
+    );
+    assert!(r.contains("'.rela.kpatch.text'") || !r.contains("kpatch.text"));
+}
+
+// ---- the seed's walk-through ----
+
+const SEED_FOO: &str = r#"#include <stdio.h>
+#include <unistd.h>
+void i_m_being_patched(void)
+{
+	printf("i'm unpatched!\n");
+}
+int main(void)
+{
+	while (1) {
+		i_m_being_patched();
+		sleep(1);
+	}
+}
+"#;
+
+fn seed_bar() -> String {
+    SEED_FOO.replace(
+        r#"printf("i'm unpatched!\n");"#,
+        r#"printf("you patched my %s\n", "tralala");"#,
+    )
+}
+
+/// A finite version of the seed program, so the linked result can run.
+const FINITE_FOO: &str = r#"#include <stdio.h>
+void i_m_being_patched(void)
+{
+	printf("i'm unpatched!\n");
+}
+int main(void)
+{
+	for (int i = 0; i < 2; i++)
+		i_m_being_patched();
+	return 0;
+}
+"#;
+
+fn seed_case(b: Build, force_gotpcrel: bool) {
+    let c = Case::new();
+    let orig = c.asm("foo", SEED_FOO, b);
+    let bar = c.asm("bar", &seed_bar(), b);
+    let opts = Options {
+        force_gotpcrel,
+        ..Options::default()
+    };
+    let out = diff(&orig, &bar, &opts);
+    let funcs = patched_functions(&out.text);
+    assert!(
+        funcs.contains(&"i_m_being_patched".to_string()),
+        "{funcs:?}"
+    );
+    // At -O0 nothing is inlined, so main is untouched.
+    if b.cflags.contains(&"-O0") {
+        assert_eq!(funcs, ["i_m_being_patched"]);
+    }
+    assert_eq!(original_part(&out.text), orig, "original text not kept");
+    assert!(out.text.contains("i_m_being_patched.Lfe:"));
+    let exe = c.link("foobar", &out.text, b);
+    assert_patch_sections(&exe);
+
+    // The finite program: the original code path still runs unchanged.
+    let c2 = Case::new();
+    let ffoo = c2.asm("foo", FINITE_FOO, b);
+    let fbar = c2.asm(
+        "bar",
+        &FINITE_FOO.replace(
+            r#"printf("i'm unpatched!\n");"#,
+            r#"printf("you patched my %s\n", "tralala");"#,
+        ),
+        b,
+    );
+    let out = diff(&ffoo, &fbar, &opts);
+    let orig = c2.link("foo", &ffoo, b);
+    let patched = c2.link("foobar", &out.text, b);
+    assert_patch_sections(&patched);
+    let a = run(&mut Command::new(&orig));
+    let p = run(&mut Command::new(&patched));
+    assert_eq!(a, "i'm unpatched!\ni'm unpatched!\n");
+    assert_eq!(a, p);
+}
+
+#[test]
+fn seed_example_pie_o0() {
+    seed_case(PIE_O0, false);
+}
+
+#[test]
+fn seed_example_pie_o2_g() {
+    seed_case(PIE_O2G, false);
+}
+
+#[test]
+fn seed_example_nopie_o0() {
+    seed_case(NOPIE_O0, false);
+}
+
+#[test]
+fn seed_example_nopie_o2_g() {
+    seed_case(NOPIE_O2G, false);
+}
+
+#[test]
+fn seed_example_force_gotpcrel_pie_and_nopie() {
+    seed_case(PIE_O2G, true);
+    seed_case(NOPIE_O0, true);
+}
+
+#[test]
+fn identical_inputs_give_the_original_back() {
+    let c = Case::new();
+    for b in [PIE_O0, NOPIE_O2G] {
+        let orig = c.asm("foo", SEED_FOO, b);
+        let out = diff(&orig, &orig, &Options::default());
+        assert_eq!(out.text, orig);
+        assert!(out.report.changed.is_empty());
+    }
+}
+
+// ---- renumbering and variables ----
+
+const COUNTERS: &str = r#"#include <stdio.h>
+int global_total = 3;
+static int file_static;
+__attribute__((noinline)) int first(int x)
+{
+	static int count;
+	count += x;
+	return count;
+}
+__attribute__((noinline)) int second(int x)
+{
+	static int count;
+	count += 2 * x;
+	file_static++;
+	printf("second %d %d\n", count, global_total);
+	return count;
+}
+__attribute__((noinline)) int third(int x)
+{
+	static int count = 5;
+	count++;
+	global_total += x + file_static;
+	printf("third %d\n", count);
+	return count + global_total;
+}
+int main(void)
+{
+	first(1);
+	second(2);
+	third(3);
+	printf("%d %d\n", global_total, file_static);
+	return 0;
+}
+"#;
+
+/// `first` gains a second static local (renumbering every later
+/// `count.N`) and a new string; `third` changes its message.
+fn counters_patched() -> String {
+    COUNTERS
+        .replace(
+            "\tstatic int count;\n\tcount += x;\n\treturn count;",
+            "\tstatic int count;\n\tstatic int extra;\n\textra++;\n\tcount += x;\n\tif (extra > 100) puts(\"many\");\n\treturn count;",
+        )
+        .replace("\"third %d\\n\"", "\"third: %d\\n\"")
+}
+
+#[test]
+fn renumbered_names_are_not_changes_and_variables_are_not_duplicated() {
+    for b in [PIE_O0, PIE_O2G, NOPIE_O2G] {
+        let c = Case::new();
+        let o = c.asm("o", COUNTERS, b);
+        let p = c.asm("p", &counters_patched(), b);
+        let out = diff(&o, &p, &Options::default());
+        let funcs = patched_functions(&out.text);
+        assert_eq!(funcs, ["first", "third"], "{:?}", b.cflags);
+        let part = patch_part(&out.text);
+        // Existing variables are referenced, never defined again.
+        for v in [
+            "global_total:",
+            "file_static:",
+            "count.0:",
+            "count.1:",
+            "count.2:",
+        ] {
+            assert!(!part.contains(&format!("\n{v}")), "{v} duplicated:\n{part}");
+        }
+        // The new static local is new data in the patch.
+        assert_eq!(out.report.new_variables.len(), 1, "{:?}", out.report);
+        assert!(out.report.new_variables[0].starts_with("extra."));
+        // third's counter is referred to by its original name.
+        let third_orig = o
+            .lines()
+            .rfind(|l| l.contains("count.") && l.contains("(%rip)"))
+            .and_then(|l| {
+                l.split(|c: char| c.is_whitespace() || c == ',' || c == '(')
+                    .find(|t| t.starts_with("count."))
+            })
+            .unwrap()
+            .to_string();
+        assert!(
+            part.contains(&format!("{third_orig}(%rip)")),
+            "{third_orig} not used:\n{part}"
+        );
+        let orig = c.link("o", &o, b);
+        let patched = c.link("op", &out.text, b);
+        assert_patch_sections(&patched);
+        assert_eq!(
+            run(&mut Command::new(&orig)),
+            run(&mut Command::new(&patched))
+        );
+    }
+}
+
+#[test]
+fn changed_initial_value_is_refused_with_name_and_lines() {
+    let c = Case::new();
+    let o = c.asm("o", COUNTERS, PIE_O2G);
+    let p = c.asm(
+        "p",
+        &COUNTERS.replace("global_total = 3", "global_total = 4"),
+        PIE_O2G,
+    );
+    let e = gensrc::diff("o.s", &o, "p.s", &p, &Options::default())
+        .err()
+        .expect("must refuse")
+        .to_string();
+    assert!(
+        e.contains("global_total") && e.contains("original line") && e.contains("patched line"),
+        "{e}"
+    );
+    // --ignore-changes accepts it and keeps the original object.
+    let opts = Options {
+        ignore_changes: vec!["global_total".into()],
+        ..Options::default()
+    };
+    let out = diff(&o, &p, &opts);
+    assert_eq!(out.report.ignored_variables, ["global_total"]);
+}
+
+// ---- -O2 shapes: jump tables, cold parts, clones ----
+
+const SWITCH: &str = r#"#include <stdio.h>
+#include <stdlib.h>
+static int count;
+int g = 5;
+__attribute__((noinline)) static int helper(int x, int y) { return x * y + g; }
+int sw(int x)
+{
+	static int calls;
+	calls++;
+	switch (x) {
+	case 0: return helper(x, 3) + 1;
+	case 1: puts("one"); return 7;
+	case 2: return 9 + count;
+	case 3: return 22;
+	case 4: return 33;
+	case 5: return 44;
+	case 6: if (x > g + 10) abort(); return 1;
+	}
+	if (__builtin_expect(x == 100, 0)) { fprintf(stderr, "bad %d\n", x); exit(1); }
+	return calls;
+}
+int main(int argc, char **argv)
+{
+	(void)argv;
+	count = argc;
+	int s = 0;
+	for (int i = 0; i < 8; i++)
+		s += sw(i);
+	printf("%d\n", s);
+	return 0;
+}
+"#;
+
+#[test]
+fn jump_table_and_cold_part_travel_with_their_function() {
+    for b in [PIE_O2G, NOPIE_O2G, PIE_O0] {
+        let c = Case::new();
+        let o = c.asm("o", SWITCH, b);
+        let p = c.asm(
+            "p",
+            &SWITCH.replace("case 3: return 22;", "case 3: return 23;"),
+            b,
+        );
+        for gotpcrel in [false, true] {
+            let opts = Options {
+                force_gotpcrel: gotpcrel,
+                ..Options::default()
+            };
+            let out = diff(&o, &p, &opts);
+            let mut funcs = patched_functions(&out.text);
+            funcs.retain(|f| f != "sw.cold");
+            assert_eq!(funcs, ["sw"], "{:?}", b.cflags);
+            let orig = c.link("o", &o, b);
+            let patched = c.link("op", &out.text, b);
+            assert_patch_sections(&patched);
+            assert_eq!(
+                run(&mut Command::new(&orig)),
+                run(&mut Command::new(&patched))
+            );
+        }
+    }
+}
+
+#[test]
+fn shared_library_patch_links() {
+    let c = Case::new();
+    let lib = "int counter;\nint bump(int x) { counter += x; return counter * 2; }\nint keep(void) { return counter; }\n";
+    let o = c.asm("o", lib, SHARED_O2G);
+    let p = c.asm("p", &lib.replace("counter * 2", "counter * 3"), SHARED_O2G);
+    for gotpcrel in [false, true] {
+        let opts = Options {
+            force_gotpcrel: gotpcrel,
+            ..Options::default()
+        };
+        let out = diff(&o, &p, &opts);
+        assert_eq!(patched_functions(&out.text), ["bump"]);
+        let so = c.link("libop.so", &out.text, SHARED_O2G);
+        assert_patch_sections(&so);
+    }
+}
+
+#[test]
+fn new_function_and_new_variable_go_to_the_patch() {
+    let c = Case::new();
+    let src = "#include <stdio.h>\nint work(int x) { return x + 1; }\nint main(void) { printf(\"%d\\n\", work(1)); return 0; }\n";
+    let patched = "#include <stdio.h>\nint new_calls = 7;\n__attribute__((noinline)) int added(int x) { new_calls++; return x * 10; }\nint work(int x) { return added(x) + 1; }\nint main(void) { printf(\"%d\\n\", work(1)); return 0; }\n";
+    for b in [PIE_O0, PIE_O2G, NOPIE_O2G] {
+        let o = c.asm("o", src, b);
+        let p = c.asm("p", patched, b);
+        let out = diff(&o, &p, &Options::default());
+        let entries = info_entries(&out.text);
+        assert!(
+            entries.contains(&("0".into(), "added".into())),
+            "{entries:?}"
+        );
+        assert!(entries.iter().any(|(d, _)| d == "work"), "{entries:?}");
+        assert_eq!(out.report.new_variables, ["new_calls"]);
+        let part = patch_part(&out.text);
+        let var_at = part.find("\nnew_calls:").expect("new variable defined");
+        let before = &part[..var_at];
+        assert!(before.rfind(".kpatch.data").unwrap() > before.rfind(".popsection").unwrap_or(0));
+        let exe = c.link("op", &out.text, b);
+        assert_patch_sections(&exe);
+        let syms = readelf(&["-sW"], &exe);
+        assert!(syms.contains(" added") && syms.contains(" new_calls"));
+    }
+}
+
+#[test]
+fn line_shift_only_patches_nothing() {
+    let c = Case::new();
+    let o = c.asm("o", SWITCH, PIE_O2G);
+    let p = c.asm("p", &format!("\n\n/* moved down */\n{SWITCH}"), PIE_O2G);
+    let out = diff(&o, &p, &Options::default());
+    assert!(out.report.changed.is_empty(), "{:?}", out.report);
+    assert_eq!(out.text, o);
+}
+
+#[test]
+fn dbg_filter_output_assembles_without_debug_info() {
+    let c = Case::new();
+    let o = c.asm("o", SWITCH, PIE_O2G);
+    let f = gensrc::dbg_filter("o.s", &o).unwrap();
+    assert!(!f.contains(".loc ") && !f.contains(".debug_info"));
+    let exe = c.link("f", &f, PIE_O2G);
+    let orig = c.link("o", &o, PIE_O2G);
+    assert_eq!(run(&mut Command::new(&orig)), run(&mut Command::new(&exe)));
+}
+
+#[test]
+fn unparseable_text_names_file_and_line() {
+    let e = gensrc::diff(
+        "a.s",
+        "\t.text\n",
+        "b.s",
+        "\t.text\n\tnop\n\t\"oops\n",
+        &Options::default(),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(e.starts_with("b.s:3:"), "{e}");
+}
