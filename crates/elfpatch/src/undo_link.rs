@@ -7,8 +7,27 @@
 use object::elf;
 
 use crate::error::Result;
-use crate::image::{Image, LE, sym_section, sym_type};
+use crate::image::{Image, LE, Rela, rela_type, sym_section, sym_type};
 use crate::strip::{needs_relayout, relayout};
+
+const KPATCH_INFO: &str = ".kpatch.info";
+
+/// The linker wrote link-time addresses where `.kpatch.info`'s relocations
+/// apply; the contract wants zeros there, so that the section read before
+/// relocation shows nothing that looks like an address.
+fn clear_relocated_fields(info: &mut [u8], relas: &[Rela]) {
+    for r in relas {
+        let width = match rela_type(r) {
+            elf::R_X86_64_64 | elf::R_X86_64_PC64 => 8,
+            elf::R_X86_64_32 | elf::R_X86_64_32S | elf::R_X86_64_PC32 => 4,
+            _ => continue,
+        };
+        let at = r.r_offset.get(LE) as usize;
+        if let Some(field) = info.get_mut(at..at.saturating_add(width)) {
+            field.fill(0);
+        }
+    }
+}
 
 /// Undoes the link of `patch` in place. It also re-applies the `--strip`
 /// layout if `strip --strip-unneeded` brought sections or program headers
@@ -36,6 +55,9 @@ pub fn undo_link(patch: &mut Vec<u8>) -> Result<()> {
             r.r_offset.set(LE, r.r_offset.get(LE).wrapping_sub(base));
         }
         img.put_relas(sec, &relas)?;
+        if img.name(target) == KPATCH_INFO {
+            clear_relocated_fields(img.bytes_mut(target)?, &relas);
+        }
     }
 
     let mut syms = img.symbols(symtab)?;

@@ -339,6 +339,37 @@ pub fn assert_info_targets(relocs: &[Reloc], orig: &[u8], patch: &[u8], func: &s
     );
     let k = format!("{func}.kpatch");
     assert_eq!(saddr.symbol, k);
+    // On disk: zeros where relocations write, lengths in place.
+    let info = section_bytes(patch, ".kpatch.info");
+    for r in &info_relocs(relocs) {
+        assert!(
+            info[r.offset as usize..r.offset as usize + 8]
+                .iter()
+                .all(|&b| b == 0),
+            "{r:?}"
+        );
+    }
+    let dlen = u32::from_le_bytes(info[16..20].try_into().unwrap());
+    let slen = u32::from_le_bytes(info[20..24].try_into().unwrap());
+    assert_eq!(u64::from(dlen), symbol_size(orig, func), "dlen");
+    assert_eq!(u64::from(slen), symbol_size(patch, &k), "slen");
     assert_eq!(saddr.symbol_section.as_deref(), Some(".kpatch.text"));
     assert_eq!(place_in(patch, &k), Some((".kpatch.text".into(), 0)));
+}
+
+fn info_relocs(relocs: &[Reloc]) -> Vec<&Reloc> {
+    relocs
+        .iter()
+        .filter(|r| r.section == ".kpatch.info")
+        .collect()
+}
+
+pub fn section_bytes(data: &[u8], name: &str) -> Vec<u8> {
+    let f = object::File::parse(data).unwrap();
+    f.section_by_name(name).unwrap().data().unwrap().to_vec()
+}
+
+pub fn symbol_size(data: &[u8], name: &str) -> u64 {
+    let f = ElfFile64::<LE>::parse(data).unwrap();
+    f.symbols().find(|s| s.name() == Ok(name)).unwrap().size()
 }
