@@ -221,3 +221,125 @@ fn kpatch_make_refusals_write_nothing() {
     ok(d, MAKE, &["-b", id, "p", "-o", "k"]);
     assert!(d.join("k").exists());
 }
+
+// ---- the whole build side through kpatch_gensrc ----
+
+const GENSRC: &str = env!("CARGO_BIN_EXE_kpatch_gensrc");
+
+/// The seed's recipe from C sources: gcc -S both, kpatch_gensrc, link with
+/// -q, strip, rel-fixup, binutils strip, undo-link, kpatch_make. Returns
+/// the dump of the finished patch ELF.
+fn full_recipe(d: &Path, foo: &str, bar: &str, cflags: &[&str], gensrc_flags: &[&str]) -> String {
+    let shared = cflags.contains(&"-shared");
+    for (src, out) in [(foo, "foo.s"), (bar, "bar.s")] {
+        let src = fixture(src);
+        let mut a: Vec<&str> = cflags.iter().copied().filter(|f| *f != "-shared").collect();
+        a.extend(["-S", src.to_str().unwrap(), "-o", out]);
+        ok(d, "gcc", &a);
+    }
+    let mut g = vec!["--os=rhel6", "-i", "foo.s", "-i", "bar.s", "-o", "foobar.s"];
+    g.extend_from_slice(gensrc_flags);
+    ok(d, GENSRC, &g);
+    let orig = if shared { "libfoo.so" } else { "foo" };
+    let mut a = cflags.to_vec();
+    a.extend(["-o", orig, "foo.s"]);
+    ok(d, "gcc", &a);
+    let mut a = cflags.to_vec();
+    a.extend(["-o", "foobar", "foobar.s", "-Wl,-q"]);
+    ok(d, "gcc", &a);
+    ok(d, STRIP, &["--strip", "foobar", "foobar.stripped"]);
+    ok(d, STRIP, &["--rel-fixup", orig, "foobar.stripped"]);
+    ok(d, "strip", &["--strip-unneeded", "foobar.stripped"]);
+    ok(d, STRIP, &["--undo-link", orig, "foobar.stripped"]);
+    let id = ok(d, STRIP, &["--build-id", orig]).trim().to_string();
+    ok(d, MAKE, &["-b", &id, "foobar.stripped", "-o", "foo.kpatch"]);
+    let file = std::fs::read(d.join("foo.kpatch")).unwrap();
+    let k = kpatch_file::KpatchFile::parse(&file).unwrap();
+    assert_eq!(k.header.build_id, id);
+    elfpatch::check_patch_elf(k.elf).unwrap();
+    let readelf = tool(d, "readelf", &["-a", "-W", "foobar.stripped"]);
+    let err = String::from_utf8_lossy(&readelf.stderr);
+    assert!(
+        readelf.status.success() && err.trim().is_empty(),
+        "readelf: {err}"
+    );
+    let dump = ok(d, STRIP, &["--dump", "foobar.stripped"]);
+    assert!(!dump.contains("PLT32"), "{dump}");
+    assert!(!dump.contains("R_X86_64_NONE"), "{dump}");
+    let info = dump
+        .split("relocations .rela.kpatch.info -> .kpatch.info\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no .rela.kpatch.info: {dump}"));
+    let mut lines = info.lines();
+    assert_eq!(
+        lines.next(),
+        Some("  0x0 R_X86_64_64 i_m_being_patched +0x0"),
+        "{dump}"
+    );
+    assert_eq!(
+        lines.next(),
+        Some("  0x8 R_X86_64_64 i_m_being_patched.kpatch +0x0"),
+        "{dump}"
+    );
+    dump
+}
+
+#[test]
+fn through_gensrc_seed_example_every_build() {
+    for cflags in [
+        &[][..],
+        &["-fno-pie", "-no-pie"][..],
+        &["-O2", "-g"][..],
+        &["-O2", "-g", "-fno-pie", "-no-pie"][..],
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        full_recipe(dir.path(), "foo.c", "bar.c", cflags, &[]);
+    }
+}
+
+#[test]
+fn through_gensrc_shared_library() {
+    for cflags in [
+        &["-shared", "-fPIC"][..],
+        &["-shared", "-fPIC", "-O2", "-g"][..],
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        full_recipe(dir.path(), "libfoo.c", "libbar.c", cflags, &[]);
+    }
+}
+
+/// `--force-gotpcrel` makes every reference to the original's data go
+/// through the GOT; after rel-fixup none is left on a defined symbol, and
+/// the static `hidden` is addressed through its section.
+#[test]
+fn through_gensrc_force_gotpcrel() {
+    for cflags in [
+        &[][..],
+        &["-fno-pie", "-no-pie"][..],
+        &["-shared", "-fPIC"][..],
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let dump = full_recipe(
+            dir.path(),
+            "counter_foo.c",
+            "counter_bar.c",
+            cflags,
+            &["--force-gotpcrel"],
+        );
+        let text = dump
+            .split("relocations .rela.kpatch.text -> .kpatch.text\n")
+            .nth(1)
+            .unwrap()
+            .split("relocations")
+            .next()
+            .unwrap();
+        assert!(!text.contains("GOTPCREL"), "{cflags:?}: {dump}");
+        let counter = text.lines().find(|l| l.contains(" counter ")).unwrap();
+        assert!(
+            counter.contains("R_X86_64_PC32") || counter.contains("R_X86_64_32S"),
+            "{counter}"
+        );
+        assert!(text.contains(" .data "), "hidden via .data: {dump}");
+        assert!(!text.contains(" hidden "), "{dump}");
+    }
+}
