@@ -229,9 +229,15 @@ const GENSRC: &str = env!("CARGO_BIN_EXE_kpatch_gensrc");
 /// The seed's recipe from C sources: gcc -S both, kpatch_gensrc, link with
 /// -q, strip, rel-fixup, binutils strip, undo-link, kpatch_make. Returns
 /// the dump of the finished patch ELF.
-fn full_recipe(d: &Path, foo: &str, bar: &str, cflags: &[&str], gensrc_flags: &[&str]) -> String {
+fn full_recipe(
+    d: &Path,
+    orig_src: &str,
+    patched_src: &str,
+    cflags: &[&str],
+    gensrc_flags: &[&str],
+) -> String {
     let shared = cflags.contains(&"-shared");
-    for (src, out) in [(foo, "foo.s"), (bar, "bar.s")] {
+    for (src, out) in [(orig_src, "foo.s"), (patched_src, "bar.s")] {
         let src = fixture(src);
         let mut a: Vec<&str> = cflags.iter().copied().filter(|f| *f != "-shared").collect();
         a.extend(["-S", src.to_str().unwrap(), "-o", out]);
