@@ -9,6 +9,8 @@ use crate::image::Image;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TlsLayout {
+    /// Link-time address of the block (the first TLS section).
+    pub start: u64,
     pub size: u64,
     pub align: u64,
 }
@@ -27,6 +29,7 @@ impl TlsLayout {
             .unwrap_or(1)
             .max(1);
         Some(TlsLayout {
+            start,
             size: end - start,
             align,
         })

@@ -9,6 +9,7 @@ use object::elf;
 use crate::error::Result;
 use crate::image::{Image, LE, Rela, rela_type, sym_section, sym_type};
 use crate::strip::{needs_relayout, relayout};
+use crate::tls::TlsLayout;
 
 const KPATCH_INFO: &str = ".kpatch.info";
 
@@ -60,16 +61,21 @@ pub fn undo_link(patch: &mut Vec<u8>) -> Result<()> {
         }
     }
 
+    let tls_start = TlsLayout::of(&img).map(|t| t.start);
     let mut syms = img.symbols(symtab)?;
     for s in &mut syms {
-        // A TLS symbol's value is already an offset in the TLS block.
-        if sym_type(s) == elf::STT_TLS {
+        let Some(sec) = sym_section(s).filter(|&i| i < img.sections.len()) else {
             continue;
-        }
-        if let Some(sec) = sym_section(s).filter(|&i| i < img.sections.len()) {
-            s.st_value
-                .set(LE, s.st_value.get(LE).wrapping_sub(img.addr(sec)));
-        }
+        };
+        // A linked TLS symbol's value is its offset in the TLS block, not
+        // an address: its section's distance from the block start is what
+        // has to go.
+        let base = match (sym_type(s), tls_start) {
+            (elf::STT_TLS, Some(start)) => img.addr(sec).wrapping_sub(start),
+            (elf::STT_TLS, None) => 0,
+            _ => img.addr(sec),
+        };
+        s.st_value.set(LE, s.st_value.get(LE).wrapping_sub(base));
     }
     img.put_symbols(symtab, &syms)?;
 

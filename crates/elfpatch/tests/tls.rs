@@ -76,6 +76,17 @@ fn check_tls(cflags: &[&str], link: &[&str]) {
         .expect("ext_tls relocation");
     assert_eq!(ext.r_type, elf::R_X86_64_GOTTPOFF, "{ext:?}");
     assert_eq!(ext.addend as u64, tpoff64_slot(&orig, "ext_tls"), "{ext:?}");
+    // TLS symbols are section-relative too: tls_bss is the only variable
+    // of .tbss, though the fourth byte (or more) of the TLS block.
+    let bss = relocs
+        .iter()
+        .find(|r| r.symbol == "tls_bss")
+        .expect("tls_bss relocation");
+    assert_eq!(bss.r_type, elf::R_X86_64_TPOFF32, "{bss:?}");
+    assert_eq!(bss.symbol_section.as_deref(), Some(".tbss"), "{bss:?}");
+    assert_eq!(bss.symbol_value, 0, "{bss:?}");
+    assert_eq!(local.symbol_section.as_deref(), Some(".tdata"), "{local:?}");
+    assert_eq!(local.symbol_value, 0, "{local:?}");
 }
 
 #[test]
