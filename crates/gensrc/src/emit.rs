@@ -297,6 +297,7 @@ impl<'r, 'p, 'o> Emitter<'r, 'p, 'o> {
         let mut text_secs: Vec<u32> = vec![g.funcs[0].section];
         let mut cur_target: Option<(bool, usize)> = Some((true, 0));
         let names_in_group: HashSet<&str> = g.funcs.iter().map(|f| f.name).collect();
+        let mut cfa = gotpcrel::Cfa::default();
         for i in g.start..=g.end {
             let st = p.stmt(i);
             let sec = p.sec_of[i];
@@ -331,6 +332,11 @@ impl<'r, 'p, 'o> Emitter<'r, 'p, 'o> {
                     let _ = writeln!(out, "{n}:");
                 }
                 Kind::Directive { name, args } => match name {
+                    _ if name.starts_with(".cfi_") => {
+                        cfa.directive(name, args);
+                        let a = self.map_text(args, Some(gi))?;
+                        push_stmt(out, name, &a);
+                    }
                     ".file" | ".loc_mark_labels" => {}
                     ".loc" => {
                         if let Some(l) = self.loc(args) {
@@ -352,7 +358,7 @@ impl<'r, 'p, 'o> Emitter<'r, 'p, 'o> {
                 Kind::Instruction { mnemonic, operands } => {
                     let ops = self.map_text(operands, Some(gi))?;
                     let rewritten = if self.opts.force_gotpcrel {
-                        gotpcrel::rewrite(mnemonic, &ops, |s| self.is_patch_symbol(s))
+                        gotpcrel::rewrite(mnemonic, &ops, &cfa, |s| self.is_patch_symbol(s))
                     } else {
                         None
                     };

@@ -537,3 +537,93 @@ fn unparseable_text_names_file_and_line() {
     .to_string();
     assert!(e.starts_with("b.s:3:"), "{e}");
 }
+
+// ---- --force-gotpcrel: the rewritten code computes what the patched code does ----
+
+const GOT_FORMS: &str = r#"
+int counter = 1;
+long big = 5;
+double scale = 2.5;
+static int hidden_state = 3;
+int (*hook)(int);
+unsigned char flag = 1;
+int calls;
+int leaf(int x)
+{
+	int a[8];
+	calls++;
+	for (int i = 0; i < 8; i++)
+		a[i] = x + i + counter;
+	counter += 2;
+	if (counter > big)
+		big++;
+	hidden_state ^= x;
+	flag = x > 3;
+	if (x < counter)
+		x += 100;
+	return a[x & 7] + (int)(scale * x) + hidden_state + flag;
+}
+int via_hook(int x) { return hook ? hook(x) : -1; }
+"#;
+
+const GOT_DRIVER: &str = r#"
+#include <stdio.h>
+extern int counter, calls;
+extern long big;
+extern int (*hook)(int);
+extern int LEAF(int) __asm__(LEAF_SYM);
+extern int HOOK(int) __asm__(HOOK_SYM);
+static int twice(int x) { return 2 * x; }
+int main(void)
+{
+	int s = 0;
+	for (int i = 0; i < 10; i++)
+		s += LEAF(i);
+	hook = twice;
+	s += HOOK(21);
+	printf("%d %d %ld %d\n", s, counter, big, calls);
+	return 0;
+}
+"#;
+
+#[test]
+fn force_gotpcrel_code_behaves_like_the_patched_code() {
+    for b in [PIE_O2G, PIE_O0, NOPIE_O2G] {
+        let c = Case::new();
+        let o = c.asm("o", GOT_FORMS, b);
+        let patched_src = GOT_FORMS
+            .replace("counter += 2;", "counter += 3;")
+            .replace("hook(x) : -1", "hook(x) + 1 : -1");
+        let p = c.asm("p", &patched_src, b);
+        let opts = Options {
+            force_gotpcrel: true,
+            ..Options::default()
+        };
+        let out = diff(&o, &p, &opts);
+        assert_eq!(patched_functions(&out.text), ["leaf", "via_hook"]);
+        let part = patch_part(&out.text);
+        assert!(part.contains("counter@GOTPCREL(%rip)"), "{part}");
+        assert!(
+            !part.contains("counter(%rip)"),
+            "direct access left:\n{part}"
+        );
+        std::fs::write(c.path("aug.s"), &out.text).unwrap();
+        std::fs::write(c.path("drv.c"), GOT_DRIVER).unwrap();
+        let build = |exe: &str, asm: &str, leaf: &str, hook: &str| {
+            run(Command::new("gcc")
+                .args(b.cflags)
+                .args(b.lflags)
+                .arg(format!("-DLEAF_SYM=\"{leaf}\""))
+                .arg(format!("-DHOOK_SYM=\"{hook}\""))
+                .arg("-o")
+                .arg(c.path(exe))
+                .arg(c.path("drv.c"))
+                .arg(c.path(asm))
+                .arg("-Wl,-q"));
+            run(&mut Command::new(c.path(exe)))
+        };
+        let expected = build("want", "p.s", "leaf", "via_hook");
+        let got = build("got", "aug.s", "leaf.kpatch", "via_hook.kpatch");
+        assert_eq!(expected, got, "{:?}", b.cflags);
+    }
+}
