@@ -30,14 +30,16 @@ pub enum Error {
 
     // ---- the patch does not fit the original ----
     #[error(
-        "symbol {symbol}: original has it at {orig_section}+{orig_offset:#x}, patch at {patch_section}+{patch_offset:#x}: the patched build moved original code or data"
+        "symbol {symbol}: original has it at {orig_section}+{orig_offset:#x} (size {orig_size:#x}), patch at {patch_section}+{patch_offset:#x} (size {patch_size:#x}): the patched build changed original code or data"
     )]
     SymbolMismatch {
         symbol: String,
         orig_section: String,
         orig_offset: u64,
+        orig_size: u64,
         patch_section: String,
         patch_offset: u64,
+        patch_size: u64,
     },
     #[error(
         "section {section} referenced by the patch is {patch_size:#x} bytes in the patched build but {orig_size:#x} in the original"

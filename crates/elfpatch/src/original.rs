@@ -15,6 +15,7 @@ use crate::tls::TlsLayout;
 pub(crate) struct Place {
     pub section: String,
     pub offset: u64,
+    pub size: u64,
 }
 
 pub(crate) struct Original {
@@ -67,6 +68,7 @@ impl Original {
                 let place = Place {
                     section: img.name(sec).to_string(),
                     offset: value.wrapping_sub(img.addr(sec)),
+                    size: sym.st_size.get(LE),
                 };
                 let places = symbols.entry(base).or_default();
                 if !places.contains(&place) {

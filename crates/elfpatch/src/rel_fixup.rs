@@ -221,14 +221,17 @@ fn check_against_original(original: &Original, img: &Image, sym: &Sym, name: &st
     let here = Place {
         section,
         offset: sym.st_value.get(LE).wrapping_sub(img.addr(sec)),
+        size: sym.st_size.get(LE),
     };
     match original.symbols.get(base_name(name)) {
         Some(places) if !places.contains(&here) => Err(Error::SymbolMismatch {
             symbol: name.to_string(),
             orig_section: places[0].section.clone(),
             orig_offset: places[0].offset,
+            orig_size: places[0].size,
             patch_section: here.section,
             patch_offset: here.offset,
+            patch_size: here.size,
         }),
         _ => Ok(()),
     }

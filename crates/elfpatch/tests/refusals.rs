@@ -181,3 +181,13 @@ fn sanity_check_refuses_resized_section() {
     assert!(e.contains("section .data"), "{e}");
     assert!(e.contains("0x18") && e.contains("0x1c"), "{e}");
 }
+
+/// Same place, different size: the original's `counter` is another object.
+#[test]
+fn sanity_check_refuses_resized_variable() {
+    let e = fixup_against(|s| s.replace("\t.size\tcounter, 4\n", "\t.size\tcounter, 2\n"));
+    assert!(
+        e.contains("symbol counter") && e.contains("(size 0x2)"),
+        "{e}"
+    );
+}

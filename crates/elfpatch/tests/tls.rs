@@ -141,3 +141,52 @@ fn tls_offset_mismatch_is_refused() {
     assert!(err.contains("TLS symbol tls_counter"), "{err}");
     assert_eq!(patch, before, "patch modified on error");
 }
+
+/// General-dynamic TLS (a shared library's own thread-locals) is beyond
+/// what the doctor supports: refused by name instead of producing a patch
+/// that would fail at apply time.
+#[test]
+fn general_dynamic_tls_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    run(
+        d,
+        "gcc",
+        &[
+            "-shared",
+            "-fPIC",
+            "-o",
+            "libtls.so",
+            fixture("tls_lib.c").to_str().unwrap(),
+        ],
+    );
+    let orig = compile_s(d, &fixture("tls_foo.c"), &["-fPIC"], "foo.s");
+    let patched = compile_s(d, &fixture("tls_bar.c"), &["-fPIC"], "bar.s");
+    std::fs::write(d.join("foobar.s"), augment(&orig, &patched, FUNC)).unwrap();
+    run(
+        d,
+        "gcc",
+        &["-shared", "-o", "libfoo.so", "foo.s", "libtls.so"],
+    );
+    run(
+        d,
+        "gcc",
+        &[
+            "-shared",
+            "-o",
+            "libfoobar.so",
+            "foobar.s",
+            "-Wl,-q",
+            "libtls.so",
+        ],
+    );
+    let mut patch = elfpatch::strip(&std::fs::read(d.join("libfoobar.so")).unwrap()).unwrap();
+    let err = elfpatch::rel_fixup(&std::fs::read(d.join("libfoo.so")).unwrap(), &mut patch)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("R_X86_64_TLSGD") && err.contains("not supported"),
+        "{err}"
+    );
+    assert!(err.contains(".kpatch.text+0x"), "{err}");
+}
