@@ -260,6 +260,7 @@ impl<'a> Model<'a> {
                 msg: format!("function `{}` has no matching .size", g.name()),
             });
         }
+        extend_preambles(&lexed.stmts, &sec_of, &sections, &mut groups, &mut group_of);
         for (gi, g) in groups.iter().enumerate() {
             for f in &g.funcs {
                 let s = symbols.entry(f.name).or_default();
@@ -297,6 +298,57 @@ impl<'a> Model<'a> {
     /// The function group a named function belongs to.
     pub fn group_by_name(&self, name: &str) -> Option<usize> {
         self.symbols.get(name).and_then(|s| s.func_group)
+    }
+}
+
+/// Widens every group backwards over its preamble: the section switches,
+/// alignment, binding directives and code-section markers gcc puts before
+/// `.type` (`.LCOLDB0:` marks where the function's cold part starts, and
+/// its exception table measures offsets from it).
+fn extend_preambles(
+    stmts: &[Stmt<'_>],
+    sec_of: &[SecId],
+    sections: &Sections<'_>,
+    groups: &mut [Group<'_>],
+    group_of: &mut [u32],
+) {
+    let mut floor = 0;
+    for (gi, g) in groups.iter_mut().enumerate() {
+        let mut start = g.start;
+        while start > floor {
+            let i = start - 1;
+            let ok = match stmts[i].kind {
+                Kind::Label(l) => {
+                    lex::is_local_label(l) && sections.get(sec_of[i]).kind == SecKind::Text
+                }
+                Kind::Directive { name, .. } => {
+                    is_align_directive(name)
+                        || matches!(
+                            name,
+                            ".text"
+                                | ".section"
+                                | ".previous"
+                                | ".globl"
+                                | ".global"
+                                | ".weak"
+                                | ".hidden"
+                                | ".internal"
+                                | ".protected"
+                                | ".local"
+                        )
+                }
+                Kind::Instruction { .. } => false,
+            };
+            if !ok {
+                break;
+            }
+            start = i;
+        }
+        for slot in &mut group_of[start..g.start] {
+            *slot = gi as u32;
+        }
+        g.start = start;
+        floor = g.end + 1;
     }
 }
 

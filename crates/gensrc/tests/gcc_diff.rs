@@ -627,3 +627,121 @@ fn force_gotpcrel_code_behaves_like_the_patched_code() {
         assert_eq!(expected, got, "{:?}", b.cflags);
     }
 }
+
+// ---- C++: mangled names, COMDAT groups, vtables, exception tables ----
+
+const CXX_UNIT: &str = r#"
+#include <stdexcept>
+#include <string>
+struct Shape { virtual ~Shape() {} virtual int area() const = 0; };
+struct Sq : Shape { int s; explicit Sq(int x) : s(x) {} int area() const override { return s * s; } };
+template <typename T> T twice(T x) { return x + x; }
+int risky(int x)
+{
+	std::string msg = "neg";
+	if (x < 0)
+		throw std::runtime_error(msg);
+	return twice(x);
+}
+int use_shape(int n)
+{
+	Sq q(n);
+	Shape *s = &q;
+	int r;
+	try {
+		r = risky(-n);
+	} catch (const std::exception &e) {
+		r = (int)e.what()[0];
+	}
+	return s->area() + r;
+}
+"#;
+
+const CXX_DRIVER: &str = r#"
+#include <cstdio>
+#include <stdexcept>
+extern int RISKY(int) __asm__(RISKY_SYM);
+extern int use_shape(int);
+int main()
+{
+	try {
+		RISKY(-1);
+	} catch (const std::runtime_error &e) {
+		std::printf("caught %s\n", e.what());
+	}
+	std::printf("%d %d\n", RISKY(4), use_shape(3));
+	return 0;
+}
+"#;
+
+#[test]
+fn cxx_exception_tables_travel_and_comdat_code_is_matched() {
+    for b in [PIE_O2G, PIE_O0] {
+        let c = Case::new();
+        let asm = |name: &str, src: &str| {
+            let cc = c.path(&format!("{name}.cc"));
+            std::fs::write(&cc, src).unwrap();
+            let s = c.path(&format!("{name}.s"));
+            run(Command::new("g++")
+                .args(b.cflags)
+                .arg("-S")
+                .arg(&cc)
+                .arg("-o")
+                .arg(&s));
+            std::fs::read_to_string(s).unwrap()
+        };
+        let o = asm("o", CXX_UNIT);
+        let p = asm("p", &CXX_UNIT.replace("\"neg\"", "\"negative\""));
+        let out = diff(&o, &p, &Options::default());
+        let funcs = patched_functions(&out.text);
+        assert!(funcs.contains(&"_Z5riskyi".to_string()), "{funcs:?}");
+        assert!(
+            !funcs
+                .iter()
+                .any(|f| f.contains("Sq") || f.contains("twice")),
+            "{funcs:?}"
+        );
+        std::fs::write(c.path("aug.s"), &out.text).unwrap();
+        std::fs::write(c.path("drv.cc"), CXX_DRIVER).unwrap();
+        let build = |exe: &str, asm: &str, sym: &str| {
+            run(Command::new("g++")
+                .args(b.cflags)
+                .arg(format!("-DRISKY_SYM=\"{sym}\""))
+                .arg("-o")
+                .arg(c.path(exe))
+                .arg(c.path("drv.cc"))
+                .arg(c.path(asm))
+                .arg("-Wl,-q"));
+            run(&mut Command::new(c.path(exe)))
+        };
+        let want = build("want", "p.s", "_Z5riskyi");
+        assert!(want.starts_with("caught negative"), "{want}");
+        assert_eq!(
+            want,
+            build("got", "aug.s", "_Z5riskyi.kpatch"),
+            "{:?}",
+            b.cflags
+        );
+        assert_patch_sections(&c.path("got"));
+    }
+}
+
+#[test]
+fn function_and_data_sections() {
+    let b = Build {
+        cflags: &["-O2", "-g", "-ffunction-sections", "-fdata-sections"],
+        lflags: &[],
+    };
+    let c = Case::new();
+    let o = c.asm("o", COUNTERS, b);
+    let p = c.asm("p", &counters_patched(), b);
+    let out = diff(&o, &p, &Options::default());
+    assert_eq!(patched_functions(&out.text), ["first", "third"]);
+    let orig = c.link("o", &o, b);
+    let patched = c.link("op", &out.text, b);
+    assert_patch_sections(&patched);
+    assert_eq!(
+        run(&mut Command::new(&orig)),
+        run(&mut Command::new(&patched))
+    );
+}
