@@ -33,6 +33,7 @@ fn check_seed_build(cflags: &[&str], link_flags: &[&str], lib: bool) {
     assert_readelf_clean(&built.patch);
     let relocs = check_contract(&patch);
     assert_info_targets(&relocs, &orig, &patch, FUNC);
+    assert_targets_preserved(&std::fs::read(&built.linked).unwrap(), &patch);
     // The new body calls printf: through the jump table, so PC32, never PLT32.
     let printf = relocs
         .iter()
@@ -106,6 +107,7 @@ fn check_gotpcrel(link_flags: &[&str]) -> Vec<Reloc> {
     assert_readelf_clean(&built.patch);
     let relocs = check_contract(&patch);
     assert_info_targets(&relocs, &orig, &patch, FUNC);
+    assert_targets_preserved(&std::fs::read(&built.linked).unwrap(), &patch);
     let text = kpatch_text(&patch);
     for r in relocs.iter().filter(|r| r.section == ".kpatch.text") {
         let at = r.offset as usize;

@@ -65,6 +65,7 @@ fn check_tls(cflags: &[&str], link: &[&str]) {
     assert_readelf_clean(&built.patch);
     let relocs = check_contract(&patch);
     assert_info_targets(&relocs, &orig, &patch, FUNC);
+    assert_targets_preserved(&std::fs::read(&built.linked).unwrap(), &patch);
     let local = relocs
         .iter()
         .find(|r| r.symbol == "tls_counter")

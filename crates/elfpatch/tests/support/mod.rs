@@ -373,3 +373,73 @@ pub fn symbol_size(data: &[u8], name: &str) -> u64 {
     let f = ElfFile64::<LE>::parse(data).unwrap();
     f.symbols().find(|s| s.name() == Ok(name)).unwrap().size()
 }
+
+/// Every relocation of the finished patch against a defined symbol must
+/// still point where the linker pointed it in the linked binary: with the
+/// symbol's section placed at its linked address, S + A of the patch's
+/// relocation equals what the linked bytes encode. This catches wrong
+/// addend rebasing (local symbols) and wrong r_offset/st_value arithmetic
+/// (undo-link).
+pub fn assert_targets_preserved(linked: &[u8], patch: &[u8]) {
+    let f = ElfFile64::<LE>::parse(linked).unwrap();
+    let section = |name: &str| {
+        let s = f
+            .section_by_name(name)
+            .unwrap_or_else(|| panic!("{name} in linked"));
+        (s.address(), s.file_range().map(|(o, _)| o))
+    };
+    // Relocation types the linker itself left at each place.
+    let mut linked_types = std::collections::HashMap::new();
+    for s in f.sections() {
+        for (off, r) in s.relocations() {
+            if let object::RelocationFlags::Elf { r_type } = r.flags() {
+                linked_types.insert(off, r_type);
+            }
+        }
+    }
+    let mut checked = 0;
+    for r in check_contract(patch) {
+        let Some(sym_sec) = &r.symbol_section else {
+            continue;
+        };
+        let (target_addr, Some(target_off)) = section(&r.section) else {
+            continue;
+        };
+        let p = target_addr + r.offset;
+        let linked_type = linked_types.get(&p).copied();
+        if !matches!(
+            linked_type,
+            Some(elf::R_X86_64_PC32 | elf::R_X86_64_32 | elf::R_X86_64_32S | elf::R_X86_64_64)
+        ) {
+            continue; // relaxed from a GOT form by us, or not ours to check
+        }
+        let at = (target_off + r.offset) as usize;
+        let s_plus_a = (section(sym_sec).0 + r.symbol_value).wrapping_add(r.addend as u64);
+        let encoded = match r.r_type {
+            elf::R_X86_64_PC32 => {
+                let d = i32::from_le_bytes(linked[at..at + 4].try_into().unwrap());
+                p.wrapping_add(d as i64 as u64)
+            }
+            elf::R_X86_64_32S => {
+                i32::from_le_bytes(linked[at..at + 4].try_into().unwrap()) as i64 as u64
+            }
+            elf::R_X86_64_32 => {
+                u64::from(u32::from_le_bytes(linked[at..at + 4].try_into().unwrap()))
+            }
+            elf::R_X86_64_64 => {
+                let v = u64::from_le_bytes(linked[at..at + 8].try_into().unwrap());
+                if v == 0 {
+                    continue; // left for the dynamic linker (-shared)
+                }
+                v
+            }
+            _ => continue,
+        };
+        assert_eq!(
+            encoded, s_plus_a,
+            "relocation no longer points where ld pointed it: {r:?}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 3, "only {checked} relocations checked");
+}
