@@ -131,6 +131,16 @@ fn fix_one(ctx: &Ctx, img: &mut Image, target: usize, r: &mut crate::image::Rela
     }
 
     let mut r_type = rela_type(r);
+    // A direct reference to a defined IFUNC would reach its resolver, not
+    // the implementation it selects.
+    if defined_in.is_some() && sym_type(&sym) == elf::STT_GNU_IFUNC {
+        return Err(Error::UnsupportedRelocation {
+            section: section_name,
+            offset: place,
+            r_type: reloc_name(r_type),
+            symbol: format!("{name} (a locally defined IFUNC)"),
+        });
+    }
     if r_type == elf::R_X86_64_PLT32 {
         r_type = elf::R_X86_64_PC32;
     } else if is_got_relative(r_type) && defined_in.is_some() && sym_type(&sym) != elf::STT_TLS {

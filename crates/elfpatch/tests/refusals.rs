@@ -116,6 +116,10 @@ fn kpatch_make_gate_wants_a_finished_patch() {
     assert!(e.to_string().contains("--undo-link"), "{e}");
     let mut done = stripped.clone();
     elfpatch::rel_fixup(&read(d, "foo"), &mut done).unwrap();
+    // Fixing up twice changes nothing.
+    let mut twice = done.clone();
+    elfpatch::rel_fixup(&read(d, "foo"), &mut twice).unwrap();
+    assert_eq!(twice, done);
     elfpatch::undo_link(&mut done).unwrap();
     elfpatch::check_patch_elf(&done).unwrap();
     // Undoing twice changes nothing.
@@ -190,4 +194,26 @@ fn sanity_check_refuses_resized_variable() {
         e.contains("symbol counter") && e.contains("(size 0x2)"),
         "{e}"
     );
+}
+
+/// A call from the patch to an IFUNC defined in the binary itself would
+/// land on the resolver: refused by name.
+#[test]
+fn local_ifunc_reference_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let orig = compile_s(d, &fixture("ifunc_foo.c"), &[], "foo.s");
+    let patched = compile_s(d, &fixture("ifunc_bar.c"), &[], "bar.s");
+    std::fs::write(
+        d.join("foobar.s"),
+        augment(&orig, &patched, "i_m_being_patched"),
+    )
+    .unwrap();
+    run(d, "gcc", &["-o", "foo", "foo.s"]);
+    run(d, "gcc", &["-o", "foobar", "foobar.s", "-Wl,-q"]);
+    let mut patch = elfpatch::strip(&read(d, "foobar")).unwrap();
+    let e = elfpatch::rel_fixup(&read(d, "foo"), &mut patch)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("chosen (a locally defined IFUNC)"), "{e}");
 }
