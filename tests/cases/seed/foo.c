@@ -1,7 +1,12 @@
 #include <stdio.h>
 #include <unistd.h>
 
-void i_m_being_patched(void)
+/*
+ * noipa: at -O2 gcc would inline this into main(), which never returns, and
+ * no live patch can switch a function that is always running. Real targets
+ * of live patches are called functions; this keeps the seed's example one.
+ */
+__attribute__((noipa)) void i_m_being_patched(void)
 {
 	printf("i'm unpatched!\n");
 }

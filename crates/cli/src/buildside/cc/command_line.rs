@@ -166,11 +166,14 @@ impl CommandLine {
             let arg = &args[i];
             i += 1;
             if !arg.starts_with('-') || arg == "-" {
-                let language = match x.as_deref().and_then(language_by_x) {
-                    Some(l) => l,
-                    // stdin needs -x; we leave it to the real compiler.
-                    None if arg == "-" => Language::Other,
-                    None => language_by_suffix(arg),
+                // Standard input cannot be read twice: the real compiler
+                // gets it in one go.
+                let language = if arg == "-" {
+                    Language::Other
+                } else {
+                    x.as_deref()
+                        .and_then(language_by_x)
+                        .unwrap_or_else(|| language_by_suffix(arg))
                 };
                 tokens.push(Token::Input(Input {
                     path: arg.clone(),
@@ -294,6 +297,12 @@ mod tests {
         assert_eq!(parse("-E foo.c").mode, Mode::Other);
         assert_eq!(parse("--version").mode, Mode::Other);
         assert_eq!(parse("foo.o -o prog").mode, Mode::Link);
+    }
+
+    #[test]
+    fn stdin_is_never_split() {
+        let cl = parse("-x c -c - -o out.o");
+        assert!(!cl.has_compiled_sources());
     }
 
     #[test]
