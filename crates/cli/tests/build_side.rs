@@ -407,3 +407,31 @@ fn patch_make_usage() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nothing.diff"));
 }
+
+#[test]
+fn original_stage_as_libcare_cxx_matches_plain_g_plus_plus() {
+    let tmp = scratch("cxx");
+    let dir = tmp.path().join("proj");
+    std::fs::create_dir_all(&dir).unwrap();
+    // std::string needs libstdc++ at link time: only a g++ link succeeds.
+    std::fs::write(
+        dir.join("hello.cpp"),
+        "#include <cstdio>\n#include <string>\n\
+         int main() { std::string s(\"hello\"); std::printf(\"%s\\n\", s.c_str()); }\n",
+    )
+    .unwrap();
+    let cxx = tmp.path().join("libcare-c++");
+    std::os::unix::fs::symlink(tool("libcare-cc"), &cxx).unwrap();
+    let args = ["-O2", "-g", "hello.cpp", "-o", "hello"];
+    run_ok(Command::new("g++").current_dir(&dir).args(args));
+    let plain = build_id(&dir.join("hello"));
+    std::fs::remove_file(dir.join("hello")).unwrap();
+    run_ok(
+        Command::new(&cxx)
+            .current_dir(&dir)
+            .args(args)
+            .env("KPATCH_STAGE", "original"),
+    );
+    assert_eq!(plain, build_id(&dir.join("hello")));
+    assert!(dir.join(".kpatch_hello.original.s").exists());
+}

@@ -167,12 +167,14 @@ fn plan_link(cl: &CommandLine, inputs: &[&Input], ctx: &Context) -> Vec<Step> {
     for token in &cl.tokens {
         match token {
             Token::Input(input) => match objects.next().flatten() {
-                Some(object) => {
-                    argv.extend(["-x".into(), "none".into(), object]);
-                    if let Some(x) = &input.explicit_x {
-                        argv.extend(["-x".into(), x.clone()]);
+                // `-x none` only where a `-x` is in force: g++ stops adding
+                // libstdc++ to the link once it sees any `-x none`.
+                Some(object) => match &input.explicit_x {
+                    Some(x) => {
+                        argv.extend(["-x".into(), "none".into(), object, "-x".into(), x.clone()])
                     }
-                }
+                    None => argv.push(object),
+                },
                 None => argv.push(input.path.clone()),
             },
             Token::Dep(_) => {}
@@ -358,7 +360,22 @@ mod tests {
         );
         assert_eq!(
             steps[2],
-            compiler("-O2 -x none /scratch/0-main.o lib.o -o bin/prog -lm")
+            compiler("-O2 /scratch/0-main.o lib.o -o bin/prog -lm")
+        );
+    }
+
+    #[test]
+    fn explicit_language_is_switched_off_around_scratch_objects() {
+        let Plan::Steps(steps) = plan_for("-x c main.txt -o prog", Stage::Original, false) else {
+            panic!("expected steps")
+        };
+        assert_eq!(
+            steps[0],
+            compiler("-S -x c main.txt -o ./.kpatch_main.original.s")
+        );
+        assert_eq!(
+            steps[2],
+            compiler("-x c -x none /scratch/0-main.o -x c -o prog")
         );
     }
 
