@@ -181,6 +181,10 @@ fn refs_of(m: &Model<'_>, idx: usize) -> Vec<String> {
 /// One canonical statement of a function group, with its source line.
 pub struct CanonLine {
     pub line: u32,
+    /// Source file and line of the last `.loc` before it in the group
+    /// (line 0: none).
+    pub src_file: u32,
+    pub src_line: u32,
     pub text: String,
 }
 
@@ -239,8 +243,16 @@ pub fn group(m: &Model<'_>, gi: usize, side: &Side<'_, '_, '_>) -> Vec<CanonLine
     let mut sections: Vec<u32> = Vec::new();
     let mut last_sec = u32::MAX;
     let mut out = Vec::new();
+    let (mut src_file, mut src_line) = (0, 0);
     for i in g.start..=g.end {
         let st = &m.lexed.stmts[i];
+        if let Kind::Directive { name: ".loc", args } = st.kind {
+            let mut it = args
+                .split_whitespace()
+                .map(|t| t.parse::<u32>().unwrap_or(0));
+            src_file = it.next().unwrap_or(0);
+            src_line = it.next().unwrap_or(0);
+        }
         debug_assert_ne!(m.group_of[i], NO_GROUP);
         let sec = m.sec_of[i];
         let kind = m.sections.get(sec).kind;
@@ -296,6 +308,8 @@ pub fn group(m: &Model<'_>, gi: usize, side: &Side<'_, '_, '_>) -> Vec<CanonLine
         }
         out.push(CanonLine {
             line: st.line,
+            src_file,
+            src_line,
             text,
         });
     }

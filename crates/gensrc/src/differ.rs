@@ -5,9 +5,10 @@ use std::collections::HashSet;
 
 use crate::canon::{self, DataMatch, Side};
 use crate::error::{Error, VARIABLE_HINT};
+use crate::lines;
 use crate::model::Model;
 use crate::rename::Pairing;
-use crate::{Options, Report};
+use crate::{Inlined, Options, Report};
 
 #[derive(Debug, Default)]
 pub struct Plan<'p, 'o> {
@@ -37,6 +38,8 @@ pub fn plan<'p, 'o>(
 ) -> Result<Plan<'p, 'o>, Error> {
     let mut plan = Plan::default();
     let side = Side::Patched { pairing, data };
+    let mut pending = Vec::new();
+    let mut line_map = std::collections::HashMap::new();
 
     for (pgi, pg) in patched.groups.iter().enumerate() {
         let pname = pg.name();
@@ -57,7 +60,19 @@ pub fn plan<'p, 'o>(
         };
         let a = canon::group(orig, ogi, &Side::Orig);
         let b = canon::group(patched, pgi, &side);
+        if a.len() == b.len() {
+            for (x, y) in a.iter().zip(&b) {
+                if x.src_line != 0 && y.src_line != 0 && x.src_file == y.src_file {
+                    line_map.insert((x.src_file, x.src_line), y.src_line);
+                }
+            }
+        }
         if canon::first_difference(&a, &b).is_some() {
+            if !opts.keep_line_changes && lines::only_line_numbers(&a, &b).is_some() {
+                plan.report.line_only.push(oname.to_string());
+                continue;
+            }
+            pending.push((pgi, ogi, pg.name()));
             plan.changed.push((pgi, ogi));
             for f in &orig.groups[ogi].funcs {
                 plan.lfe.insert(f.name);
@@ -72,6 +87,22 @@ pub fn plan<'p, 'o>(
                 }
             }
             plan.report.changed.push(oname.to_string());
+        }
+    }
+
+    if !pending.is_empty() {
+        let changed: HashSet<&'p str> = pending.iter().map(|p| p.2).collect();
+        let check = InlineCheck {
+            orig,
+            patched,
+            decls: declarations(patched),
+            line_map: &line_map,
+            changed: &changed,
+        };
+        for &(pgi, ogi, _) in &pending {
+            if let Some(inl) = check.check(pgi, ogi) {
+                plan.report.inlined.push(inl);
+            }
         }
     }
 
@@ -154,5 +185,121 @@ fn variable_difference(
                 .then(|| format!("common size/alignment {oc} -> {pc}"))
         }
         _ => Some("definition kind (.comm vs. initialized data)".into()),
+    }
+}
+
+/// Where each patched function starts in the source: (file, line, name),
+/// sorted, from the first `.loc` of every group.
+fn declarations<'p>(patched: &Model<'p>) -> Vec<(u32, u32, &'p str)> {
+    let mut v = Vec::new();
+    for g in &patched.groups {
+        let first_loc = patched.lexed.stmts[g.start..=g.end]
+            .iter()
+            .find_map(|st| match st.kind {
+                crate::lex::Kind::Directive { name: ".loc", args } => {
+                    let mut it = args
+                        .split_whitespace()
+                        .map(|t| t.parse::<u32>().unwrap_or(0));
+                    Some((it.next().unwrap_or(0), it.next().unwrap_or(0)))
+                }
+                _ => None,
+            });
+        if let Some((f, l)) = first_loc {
+            v.push((f, l, g.name()));
+        }
+    }
+    v.sort();
+    v
+}
+
+/// Every `.loc` (file, line) of group `gi`.
+fn loc_lines(m: &Model<'_>, gi: usize) -> HashSet<(u32, u32)> {
+    let g = &m.groups[gi];
+    m.lexed.stmts[g.start..=g.end]
+        .iter()
+        .filter_map(|st| match st.kind {
+            crate::lex::Kind::Directive { name: ".loc", args } => {
+                let mut it = args
+                    .split_whitespace()
+                    .map(|t| t.parse::<u32>().unwrap_or(0));
+                Some((it.next().unwrap_or(0), it.next().unwrap_or(0)))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// A changed function whose code now refers to source lines that lie
+/// outside its own extent (from its first line to the next function's):
+/// it changed because changed code was inlined into it.
+struct InlineCheck<'a, 'p, 'o> {
+    orig: &'a Model<'o>,
+    patched: &'a Model<'p>,
+    decls: Vec<(u32, u32, &'p str)>,
+    /// Original (file, line) -> patched line, from aligned statements.
+    line_map: &'a std::collections::HashMap<(u32, u32), u32>,
+    changed: &'a HashSet<&'p str>,
+}
+
+impl<'p> InlineCheck<'_, 'p, '_> {
+    fn check(&self, pgi: usize, ogi: usize) -> Option<Inlined> {
+        let me = self.patched.groups[pgi].name();
+        let before: HashSet<(u32, u32)> = loc_lines(self.orig, ogi)
+            .into_iter()
+            .map(|(f, l)| (f, self.line_map.get(&(f, l)).copied().unwrap_or(l)))
+            .collect();
+        let mut added: Vec<(u32, u32)> = loc_lines(self.patched, pgi)
+            .into_iter()
+            .filter(|fl| fl.1 != 0 && !before.contains(fl))
+            .collect();
+        added.sort_unstable();
+        let extent_of = |f: u32, line: u32| -> Option<(usize, &'p str)> {
+            let i = self
+                .decls
+                .partition_point(|&(df, dl, _)| (df, dl) <= (f, line));
+            let (df, _, name) = *self.decls.get(i.checked_sub(1)?)?;
+            (df == f).then_some((i - 1, name))
+        };
+        let mut callees: Vec<String> = Vec::new();
+        for &(f, l) in &added {
+            if let Some((_, owner)) = extent_of(f, l) {
+                if owner == me || crate::rename::shape(owner) == crate::rename::shape(me) {
+                    return None;
+                }
+                if self.changed.contains(owner) && !callees.iter().any(|c| c == owner) {
+                    callees.push(owner.to_string());
+                }
+            }
+        }
+        if added.is_empty() {
+            // No new source lines: the change sits on lines the function
+            // already used. Name changed functions whose lines it inlines.
+            let mut lines = Vec::new();
+            for (f, l) in loc_lines(self.patched, pgi) {
+                if let Some((_, owner)) = extent_of(f, l)
+                    && owner != me
+                    && self.changed.contains(owner)
+                {
+                    lines.push(l);
+                    if !callees.iter().any(|c| c == owner) {
+                        callees.push(owner.to_string());
+                    }
+                }
+            }
+            if callees.is_empty() {
+                return None;
+            }
+            lines.sort_unstable();
+            return Some(Inlined {
+                function: me.to_string(),
+                callees,
+                lines,
+            });
+        }
+        Some(Inlined {
+            function: me.to_string(),
+            callees,
+            lines: added.iter().map(|&(_, l)| l).collect(),
+        })
     }
 }

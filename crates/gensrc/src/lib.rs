@@ -17,6 +17,7 @@ mod error;
 mod gotpcrel;
 mod ident;
 mod lex;
+mod lines;
 mod model;
 mod rename;
 mod section;
@@ -34,6 +35,8 @@ pub struct Options {
     pub force_global: bool,
     /// Reach data outside the patch through GOT entries (`--force-gotpcrel`).
     pub force_gotpcrel: bool,
+    /// Patch functions even when only `__LINE__`-style numbers changed.
+    pub keep_line_changes: bool,
 }
 
 /// What a run decided, for people and for `--json`.
@@ -45,6 +48,61 @@ pub struct Report {
     pub new_variables: Vec<String>,
     /// Changed variables accepted by `--ignore-changes`.
     pub ignored_variables: Vec<String>,
+    /// Changed functions whose new code all comes from other functions
+    /// inlined into them.
+    pub inlined: Vec<Inlined>,
+    /// Functions not patched: only line numbers changed.
+    pub line_only: Vec<String>,
+}
+
+/// A function that changed because changed code was inlined into it.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Inlined {
+    pub function: String,
+    /// The functions the new code comes from, where the `.loc` lines tell
+    /// (a helper inlined everywhere has no body of its own to name).
+    pub callees: Vec<String>,
+    /// Source lines of the new code.
+    pub lines: Vec<u32>,
+}
+
+impl Report {
+    /// The plain-text form, one line per kind, for people.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let mut line = |label: &str, items: &[String]| {
+            if !items.is_empty() {
+                out.push_str(label);
+                out.push_str(": ");
+                out.push_str(&items.join(", "));
+                out.push('\n');
+            }
+        };
+        line("changed functions", &self.changed);
+        line("new functions", &self.new_functions);
+        let inl: Vec<String> = self
+            .inlined
+            .iter()
+            .map(|i| {
+                if i.callees.is_empty() {
+                    format!("{} (inlined code from lines {:?})", i.function, i.lines)
+                } else {
+                    format!("{} (inlined {})", i.function, i.callees.join(", "))
+                }
+            })
+            .collect();
+        line("changed because inlined", &inl);
+        line("not patched, only line numbers changed", &self.line_only);
+        line("new variables", &self.new_variables);
+        line(
+            "changed variables kept (--ignore-changes)",
+            &self.ignored_variables,
+        );
+        if out.is_empty() {
+            out.push_str("no changes\n");
+        }
+        out
+    }
 }
 
 /// The augmented assembly and the report.

@@ -37,6 +37,14 @@ struct Args {
     /// Print the single input with its debug information removed.
     #[arg(long)]
     dbg_filter: bool,
+    /// Patch functions even when only source line numbers (`__LINE__`) in
+    /// their code changed; by default they are reported and left alone.
+    #[arg(long)]
+    keep_line_changes: bool,
+    /// Print the report as JSON on stdout (instead of text on stderr);
+    /// not with `-o -`.
+    #[arg(long)]
+    json: bool,
     /// Comma-separated variables whose changes are accepted (the patch keeps
     /// using the original object).
     #[arg(long, value_name = "FLIST", value_delimiter = ',')]
@@ -113,6 +121,9 @@ fn run(args: Args) -> Result<()> {
             args.inputs.len()
         ));
     }
+    if args.json && args.output == "-" {
+        usage_error("--json prints on stdout, so the output cannot be stdout too");
+    }
     if args.inputs.iter().filter(|i| *i == "-").count() > 1 {
         usage_error("only one input can be stdin");
     }
@@ -122,6 +133,7 @@ fn run(args: Args) -> Result<()> {
         ignore_changes: args.ignore_changes,
         force_global: args.force_global,
         force_gotpcrel: args.force_gotpcrel,
+        keep_line_changes: args.keep_line_changes,
     };
     let outcome = gensrc::diff(
         display_name(&args.inputs[0]),
@@ -130,7 +142,14 @@ fn run(args: Args) -> Result<()> {
         &patched,
         &opts,
     )?;
-    write_output(&args.output, &outcome.text)
+    write_output(&args.output, &outcome.text)?;
+    if args.json {
+        let json = serde_json::to_string_pretty(&outcome.report).context("encoding the report")?;
+        println!("{json}");
+    } else {
+        eprint!("{}", outcome.report.to_text());
+    }
+    Ok(())
 }
 
 fn main() {

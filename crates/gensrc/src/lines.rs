@@ -1,0 +1,139 @@
+//! Functions whose only difference is source line numbers (`__LINE__`).
+//!
+//! Adding one line near the top of a file shifts every line below it; code
+//! that embeds `__LINE__` (assertions, corruption reports) then differs in
+//! integer immediates only. Such a function is not patched when every
+//! differing number `x -> y` is a line shift the `.loc` directives of the
+//! same function confirm: some statement sits at source line `x` in the
+//! original and at line `y` at the same position in the patched version.
+//! A real constant change would need that coincidence at every differing
+//! number, on top of identical code everywhere else.
+
+use std::collections::HashSet;
+
+use crate::canon::CanonLine;
+
+/// Source line pairs (original, patched) seen at aligned statements.
+fn line_pairs(a: &[CanonLine], b: &[CanonLine]) -> HashSet<(u32, u32)> {
+    a.iter()
+        .zip(b)
+        .filter(|(x, y)| x.src_line != 0 && y.src_line != 0 && x.src_line != y.src_line)
+        .map(|(x, y)| (x.src_line, y.src_line))
+        .collect()
+}
+
+/// `Some(shifts)` when `a` and `b` differ only in line-number immediates;
+/// `shifts` lists the (original, patched) numbers that differ.
+pub fn only_line_numbers(a: &[CanonLine], b: &[CanonLine]) -> Option<Vec<(u64, u64)>> {
+    if a.len() != b.len() {
+        return None;
+    }
+    let pairs = line_pairs(a, b);
+    if pairs.is_empty() {
+        return None;
+    }
+    let mut shifts = Vec::new();
+    for (x, y) in a.iter().zip(b) {
+        if x.text == y.text {
+            continue;
+        }
+        let (sx, nx) = split_numbers(&x.text);
+        let (sy, ny) = split_numbers(&y.text);
+        if sx != sy || nx.len() != ny.len() {
+            return None;
+        }
+        for (p, q) in nx.into_iter().zip(ny) {
+            if p == q {
+                continue;
+            }
+            let (Ok(p32), Ok(q32)) = (u32::try_from(p), u32::try_from(q)) else {
+                return None;
+            };
+            if !pairs.contains(&(p32, q32)) {
+                return None;
+            }
+            shifts.push((p, q));
+        }
+    }
+    (!shifts.is_empty()).then_some(shifts)
+}
+
+/// Text with every decimal number replaced by `#`, and the numbers.
+/// Digits that are part of a name (`.L12`, `%r8`) are not numbers.
+fn split_numbers(s: &str) -> (String, Vec<u64>) {
+    let b = s.as_bytes();
+    let mut skel = String::with_capacity(s.len());
+    let mut nums = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        let prev_is_name = i > 0
+            && (b[i - 1].is_ascii_alphanumeric() || matches!(b[i - 1], b'_' | b'.' | b'%' | b'$'));
+        let after_dollar = i > 0 && b[i - 1] == b'$';
+        if c.is_ascii_digit() && (!prev_is_name || after_dollar) {
+            let start = i;
+            while i < b.len() && b[i].is_ascii_alphanumeric() {
+                i += 1;
+            }
+            let tok = &s[start..i];
+            match tok.parse::<u64>() {
+                Ok(n) => {
+                    skel.push('#');
+                    nums.push(n);
+                }
+                Err(_) => skel.push_str(tok),
+            }
+            continue;
+        }
+        skel.push(c as char);
+        i += 1;
+    }
+    (skel, nums)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cl(src_line: u32, text: &str) -> CanonLine {
+        CanonLine {
+            line: 1,
+            src_file: 1,
+            src_line,
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn numbers_are_split_from_names() {
+        let (s, n) = split_numbers("movl $1234, %r8d");
+        assert_eq!((s.as_str(), n), ("movl $#, %r8d", vec![1234]));
+        let (s, n) = split_numbers("jmp %L12");
+        assert_eq!((s.as_str(), n), ("jmp %L12", vec![]));
+        let (_, n) = split_numbers(".long 77");
+        assert_eq!(n, [77]);
+    }
+
+    #[test]
+    fn shifted_line_immediate_is_line_only() {
+        let a = [cl(40, "movl $40, %edi"), cl(40, "call report")];
+        let b = [cl(41, "movl $41, %edi"), cl(41, "call report")];
+        assert_eq!(only_line_numbers(&a, &b), Some(vec![(40, 41)]));
+    }
+
+    #[test]
+    fn other_constants_or_code_are_real_changes() {
+        // 7 -> 8 is not a line move of this function.
+        let a = [cl(40, "movl $7, %edi")];
+        let b = [cl(41, "movl $8, %edi")];
+        assert_eq!(only_line_numbers(&a, &b), None);
+        // Same shift plus a different instruction.
+        let a = [cl(40, "movl $40, %edi"), cl(40, "call report")];
+        let b = [cl(41, "movl $41, %edi"), cl(41, "call other")];
+        assert_eq!(only_line_numbers(&a, &b), None);
+        // No line moved at all.
+        let a = [cl(40, "movl $40, %edi")];
+        let b = [cl(40, "movl $41, %edi")];
+        assert_eq!(only_line_numbers(&a, &b), None);
+    }
+}
