@@ -435,3 +435,58 @@ fn original_stage_as_libcare_cxx_matches_plain_g_plus_plus() {
     assert_eq!(plain, build_id(&dir.join("hello")));
     assert!(dir.join(".kpatch_hello.original.s").exists());
 }
+
+const ASM: &str = "\t.text\n\t.globl answer\n\t.type answer, @function\nanswer:\n\
+                   \tmovl $42, %eax\n\tret\n\t.size answer, .-answer\n\
+                   \t.section .note.GNU-stack,\"\",@progbits\n";
+
+#[test]
+fn assembler_sources_compile_as_is_and_reach_gensrc_only_when_changed() {
+    let tmp = scratch("asm");
+    let dir = tmp.path();
+    std::fs::write(dir.join("raw.s"), ASM).unwrap();
+    std::fs::write(
+        dir.join("pre.S"),
+        format!("#define X 1\n{ASM}").replace("answer", "pre"),
+    )
+    .unwrap();
+    let compile = |stage: Option<&str>, gensrc: &str| {
+        let mut ok = true;
+        for (src, obj) in [("raw.s", "raw.o"), ("pre.S", "pre.o")] {
+            let mut cmd = Command::new(tool("libcare-cc"));
+            cmd.current_dir(dir)
+                .args(["-g", "-c", src, "-o", obj])
+                .env_remove("KPATCH_STAGE")
+                .env("KPATCH_GENSRC", gensrc);
+            if let Some(stage) = stage {
+                cmd.env("KPATCH_STAGE", stage);
+            }
+            ok &= cmd.status().unwrap().success();
+        }
+        ok
+    };
+    let objects = || -> Vec<Vec<u8>> {
+        ["raw.o", "pre.o"]
+            .iter()
+            .map(|o| std::fs::read(dir.join(o)).unwrap())
+            .collect()
+    };
+    assert!(compile(None, "/bin/false"));
+    let plain = objects();
+    assert!(compile(Some("original"), "/bin/false"));
+    assert!(
+        objects() == plain,
+        "original stage changed an assembler object"
+    );
+    assert!(dir.join(".kpatch_raw.original.s").exists());
+    assert!(dir.join(".kpatch_pre.original.s").exists());
+    // Unchanged: compiled as is, gensrc (here /bin/false) never runs.
+    assert!(compile(Some("patched"), "/bin/false"));
+    assert!(
+        objects() == plain,
+        "patched stage changed an unchanged assembler object"
+    );
+    // Changed: it must go through gensrc.
+    std::fs::write(dir.join("raw.s"), ASM.replace("$42", "$43")).unwrap();
+    assert!(!compile(Some("patched"), "/bin/false"));
+}

@@ -94,49 +94,79 @@ fn run_steps(compiler: &[String], steps: &[Step]) -> Result<ExitCode> {
         std::env::current_exe().ok(),
     );
     for step in steps {
-        match step {
-            Step::Compiler(argv) => {
-                let status = Command::new(&compiler[0])
-                    .args(&compiler[1..])
-                    .args(argv)
-                    .env(ACTIVE_MARK, "1")
-                    .status()
-                    .with_context(|| format!("cannot run the compiler {:?}", compiler[0]))?;
-                if !status.success() {
-                    // The compiler already said why.
-                    return Ok(ExitCode::from(
-                        status.code().unwrap_or(1).clamp(1, 255) as u8
-                    ));
-                }
-            }
+        let ok = match step {
+            Step::Compiler(argv) => run_compiler(compiler, argv)?,
             Step::Gensrc {
                 original,
                 patched,
                 output,
             } => {
-                let status = Command::new(&gensrc)
-                    .arg("--os=rhel6")
-                    .arg("-i")
-                    .arg(original)
-                    .arg("-i")
-                    .arg(patched)
-                    .arg("-o")
-                    .arg(output)
-                    .arg("--force-gotpcrel")
-                    .status()
-                    .with_context(|| format!("cannot run {}", gensrc.display()))?;
-                if !status.success() {
-                    bail!(
-                        "{} failed comparing {} with {}",
-                        gensrc.display(),
-                        original.display(),
-                        patched.display()
-                    );
+                run_gensrc(&gensrc, original, patched, output)?;
+                true
+            }
+            Step::Copy { from, to } => {
+                std::fs::copy(from, to).with_context(|| {
+                    format!("cannot copy {} to {}", from.display(), to.display())
+                })?;
+                true
+            }
+            Step::AsmPatch {
+                original,
+                patched,
+                output,
+                direct,
+                assemble,
+            } => {
+                let read = |p: &Path| {
+                    std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))
+                };
+                if read(original)? == read(patched)? {
+                    run_compiler(compiler, direct)?
+                } else {
+                    run_gensrc(&gensrc, original, patched, output)?;
+                    run_compiler(compiler, assemble)?
                 }
             }
+        };
+        if !ok {
+            // The compiler already said why.
+            return Ok(ExitCode::FAILURE);
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn run_compiler(compiler: &[String], argv: &[String]) -> Result<bool> {
+    let status = Command::new(&compiler[0])
+        .args(&compiler[1..])
+        .args(argv)
+        .env(ACTIVE_MARK, "1")
+        .status()
+        .with_context(|| format!("cannot run the compiler {:?}", compiler[0]))?;
+    Ok(status.success())
+}
+
+fn run_gensrc(gensrc: &Path, original: &Path, patched: &Path, output: &Path) -> Result<()> {
+    let status = Command::new(gensrc)
+        .arg("--os=rhel6")
+        .arg("-i")
+        .arg(original)
+        .arg("-i")
+        .arg(patched)
+        .arg("-o")
+        .arg(output)
+        .arg("--force-gotpcrel")
+        .status()
+        .with_context(|| format!("cannot run {}", gensrc.display()))?;
+    if !status.success() {
+        bail!(
+            "{} failed comparing {} with {}",
+            gensrc.display(),
+            original.display(),
+            patched.display()
+        );
+    }
+    Ok(())
 }
 
 /// Replaces this process by the real compiler; returns only on failure.

@@ -21,7 +21,9 @@ pub enum Mode {
 pub enum Language {
     /// Compiled to assembly by cc1/cc1plus: the inputs we split in two steps.
     Compiled(String),
-    /// Assembler source, objects, archives, linker scripts, anything else.
+    /// Hand-written assembly; `preprocessed` for `.S` (run through cpp).
+    Assembler { preprocessed: bool },
+    /// Objects, archives, linker scripts, anything else.
     Other,
 }
 
@@ -141,6 +143,12 @@ pub fn language_by_suffix(path: &str) -> Language {
         Some("i") => "cpp-output",
         Some("cc" | "cp" | "cxx" | "cpp" | "CPP" | "c++" | "C") => "c++",
         Some("ii") => "c++-cpp-output",
+        Some("s") => {
+            return Language::Assembler {
+                preprocessed: false,
+            };
+        }
+        Some("S" | "sx") => return Language::Assembler { preprocessed: true },
         _ => return Language::Other,
     };
     Language::Compiled(lang.to_string())
@@ -150,6 +158,10 @@ fn language_by_x(x: &str) -> Option<Language> {
     match x {
         "none" => None,
         "c" | "cpp-output" | "c++" | "c++-cpp-output" => Some(Language::Compiled(x.to_string())),
+        "assembler" => Some(Language::Assembler {
+            preprocessed: false,
+        }),
+        "assembler-with-cpp" => Some(Language::Assembler { preprocessed: true }),
         _ => Some(Language::Other),
     }
 }
@@ -241,6 +253,11 @@ impl CommandLine {
             .any(|i| matches!(i.language, Language::Compiled(_)))
     }
 
+    pub fn has_assembler_sources(&self) -> bool {
+        self.inputs()
+            .any(|i| matches!(i.language, Language::Assembler { .. }))
+    }
+
     /// The plain flags (no inputs, output, mode, language or dependency
     /// flags), in their original order.
     pub fn plain_flags(&self) -> Vec<String> {
@@ -283,7 +300,9 @@ mod tests {
         assert_eq!(
             langs,
             [
-                Language::Other,
+                Language::Assembler {
+                    preprocessed: false
+                },
                 Language::Compiled("c".into()),
                 Language::Compiled("c++".into()),
                 Language::Other

@@ -29,6 +29,18 @@ pub enum Step {
         patched: PathBuf,
         output: PathBuf,
     },
+    /// Keep a copy of a hand-written `.s` file.
+    Copy { from: PathBuf, to: PathBuf },
+    /// A hand-written assembly source in the patched stage: unchanged, it
+    /// is compiled as is (`direct`); changed, it goes through gensrc and the
+    /// result is assembled (`assemble`).
+    AsmPatch {
+        original: PathBuf,
+        patched: PathBuf,
+        output: PathBuf,
+        direct: Vec<String>,
+        assemble: Vec<String>,
+    },
 }
 
 /// How to carry out one invocation.
@@ -99,7 +111,8 @@ pub fn plan(cl: &CommandLine, args: &[String], ctx: &Context) -> Plan {
         }
         Plan::Passthrough(all)
     };
-    if cl.mode == Mode::Other || !cl.has_compiled_sources() {
+    let asm_to_track = cl.mode == Mode::Compile && cl.has_assembler_sources();
+    if cl.mode == Mode::Other || !(cl.has_compiled_sources() || asm_to_track) {
         return passthrough();
     }
     let inputs: Vec<&Input> = cl.inputs().collect();
@@ -119,20 +132,77 @@ fn plan_compile(cl: &CommandLine, inputs: &[&Input], ctx: &Context) -> Vec<Step>
             .output
             .clone()
             .unwrap_or_else(|| format!("{}.o", file_stem(&input.path)));
-        if let Language::Other = input.language {
-            let mut argv = cl.plain_flags();
-            argv.extend(cl.deps.tokens.iter().cloned());
-            argv.push("-c".into());
-            push_input(&mut argv, input);
-            argv.extend(["-o".into(), object]);
-            steps.push(Step::Compiler(argv));
-            continue;
-        }
         let names = asm_names(&parent_dir(&object), &file_stem(&object));
-        let deps = dep_flags(cl, &dep_file_for(&object), &object);
-        steps.extend(two_steps(cl, input, &names, deps, &object, ctx));
+        let mut direct = cl.plain_flags();
+        direct.extend(cl.deps.tokens.iter().cloned());
+        direct.push("-c".into());
+        push_input(&mut direct, input);
+        direct.extend(["-o".into(), object.clone()]);
+        match input.language {
+            Language::Other => steps.push(Step::Compiler(direct)),
+            Language::Assembler { preprocessed } => steps.extend(assembler_steps(
+                cl,
+                input,
+                preprocessed,
+                &names,
+                direct,
+                &object,
+                ctx,
+            )),
+            Language::Compiled(_) => {
+                let deps = dep_flags(cl, &dep_file_for(&object), &object);
+                steps.extend(two_steps(cl, input, &names, deps, &object, ctx));
+            }
+        }
     }
     steps
+}
+
+/// Hand-written assembly is always compiled from the user's file (the file
+/// name ends up in the object), with a copy of its text kept for the
+/// patched stage to compare.
+fn assembler_steps(
+    cl: &CommandLine,
+    input: &Input,
+    preprocessed: bool,
+    names: &AsmNames,
+    direct: Vec<String>,
+    object: &str,
+    ctx: &Context,
+) -> Vec<Step> {
+    let keep = match ctx.stage {
+        Stage::Original => &names.original,
+        Stage::Patched => &names.patched,
+    };
+    let capture = if preprocessed {
+        let mut argv = cl.plain_flags();
+        argv.push("-E".into());
+        push_input(&mut argv, input);
+        argv.extend(["-o".into(), path_arg(keep)]);
+        Step::Compiler(argv)
+    } else {
+        Step::Copy {
+            from: PathBuf::from(&input.path),
+            to: keep.clone(),
+        }
+    };
+    let last = match ctx.stage {
+        Stage::Patched if (ctx.exists)(&names.original) => {
+            let mut assemble = cl.plain_flags();
+            assemble.extend(["-c".into(), "-x".into(), "assembler".into()]);
+            assemble.push(path_arg(&names.gensrc));
+            assemble.extend(["-o".into(), object.to_string()]);
+            Step::AsmPatch {
+                original: names.original.clone(),
+                patched: names.patched.clone(),
+                output: names.gensrc.clone(),
+                direct,
+                assemble,
+            }
+        }
+        _ => Step::Compiler(direct),
+    };
+    vec![capture, last]
 }
 
 fn plan_link(cl: &CommandLine, inputs: &[&Input], ctx: &Context) -> Vec<Step> {
@@ -380,16 +450,51 @@ mod tests {
     }
 
     #[test]
-    fn other_modes_and_asm_only_pass_through() {
+    fn other_modes_pass_through() {
         let line = "-S foo.c -o foo.s";
         assert_eq!(
             plan_for(line, Stage::Original, false),
             Plan::Passthrough(args(line))
         );
-        let line = "-c start.S -o start.o";
+        let line = "-c lib.o";
         assert_eq!(
             plan_for(line, Stage::Patched, true),
             Plan::Passthrough(args(line))
+        );
+    }
+
+    #[test]
+    fn assembler_is_compiled_as_is_and_its_text_kept() {
+        let Plan::Steps(steps) = plan_for("-c start.S -o out/start.o", Stage::Original, false)
+        else {
+            panic!("expected steps")
+        };
+        assert_eq!(
+            steps,
+            [
+                compiler("-E start.S -o out/.kpatch_start.original.s"),
+                compiler("-c start.S -o out/start.o"),
+            ]
+        );
+        let Plan::Steps(steps) = plan_for("-c raw.s", Stage::Patched, true) else {
+            panic!("expected steps")
+        };
+        assert_eq!(
+            steps[0],
+            Step::Copy {
+                from: "raw.s".into(),
+                to: "./.kpatch_raw.patched.s".into()
+            }
+        );
+        assert_eq!(
+            steps[1],
+            Step::AsmPatch {
+                original: "./.kpatch_raw.original.s".into(),
+                patched: "./.kpatch_raw.patched.s".into(),
+                output: "./.kpatch_raw.kpatch.s".into(),
+                direct: args("-c raw.s -o raw.o"),
+                assemble: args("-c -x assembler ./.kpatch_raw.kpatch.s -o raw.o"),
+            }
         );
     }
 }
