@@ -490,3 +490,54 @@ fn assembler_sources_compile_as_is_and_reach_gensrc_only_when_changed() {
     std::fs::write(dir.join("raw.s"), ASM.replace("$42", "$43")).unwrap();
     assert!(!compile(Some("patched"), "/bin/false"));
 }
+
+/// A fix that only touches a header, in a Makefile that knows nothing about
+/// headers and whose `clean` also wipes libcare-cc's files: the patched
+/// build must still rebuild the object and find its original assembly.
+#[test]
+fn patch_make_rebuilds_objects_of_a_changed_header() {
+    let tmp = scratch("patch-make-header");
+    let dir = tmp.path().join("proj");
+    std::fs::create_dir_all(&dir).unwrap();
+    let files = [
+        (
+            "Makefile",
+            "CFLAGS ?= -O2 -g\nall: greet\n\
+             greet: main.o greet.o\n\t$(CC) $(CFLAGS) -o $@ main.o greet.o\n\
+             %.o: %.c\n\t$(CC) $(CFLAGS) -c -o $@ $<\n\
+             install: greet\n\tinstall -D -m 0755 greet $(DESTDIR)/usr/bin/greet\n\
+             clean:\n\trm -f greet *.o .kpatch_*\n",
+        ),
+        ("greet.h", "#define GREETING \"hello\"\n"),
+        (
+            "greet.c",
+            "#include <stdio.h>\n#include \"greet.h\"\n\
+             __attribute__((noipa)) void greet(void) { puts(GREETING); }\n",
+        ),
+        (
+            "main.c",
+            "void greet(void);\nint main(void) { greet(); return 0; }\n",
+        ),
+        (
+            "fix.diff",
+            "--- a/greet.h\n+++ b/greet.h\n@@ -1 +1 @@\n\
+             -#define GREETING \"hello\"\n+#define GREETING \"hello, patched\"\n",
+        ),
+    ];
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    let out = patch_make(&dir, "-O2 -g", &["--clean", "fix.diff"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = build_id(&dir.join("lpmake/usr/bin/greet"));
+    assert!(dir.join("patchroot").join(format!("{id}.kpatch")).exists());
+    assert_eq!(
+        std::fs::read_to_string(dir.join("greet.h")).unwrap(),
+        "#define GREETING \"hello\"\n"
+    );
+}
