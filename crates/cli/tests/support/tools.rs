@@ -1,8 +1,10 @@
 //! Where the tools under test are and how to run a command with a useful
 //! failure message.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// A binary of this package, as cargo built it for the tests.
 pub fn tool(name: &str) -> PathBuf {
@@ -56,12 +58,57 @@ pub fn run_ok(cmd: &mut Command) -> Output {
     out
 }
 
-/// `libcare-ctl ARGS...`, whatever its exit status.
+/// How long one `libcare-ctl` run may take before the test calls it hung.
+/// Only bounds a failing test; a working run takes milliseconds.
+const CTL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `libcare-ctl ARGS...`, whatever its exit status. A run that does not end
+/// within [`CTL_TIMEOUT`] is killed (by its PID) and fails the test, so a
+/// hang cannot stall the suite.
 pub fn ctl(args: &[&str]) -> Output {
     let mut cmd = Command::new(tool("libcare-ctl"));
-    cmd.args(args);
-    cmd.output()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", describe(&cmd)))
+    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", describe(&cmd)));
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let deadline = Instant::now() + CTL_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{} hung for {CTL_TIMEOUT:?}; killed", describe(&cmd));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
 }
 
 /// The GNU BuildID of an ELF file, lowercase hex, read by binutils'
