@@ -541,3 +541,25 @@ fn patch_make_rebuilds_objects_of_a_changed_header() {
         "#define GREETING \"hello\"\n"
     );
 }
+
+#[test]
+fn patch_make_refuses_binaries_stripped_by_make_install() {
+    let case = Case::load("seed");
+    let tmp = scratch("patch-make-stripped");
+    let proj = tmp.path().join("proj");
+    case.copy_to(&proj);
+    let makefile = std::fs::read_to_string(proj.join("Makefile")).unwrap();
+    std::fs::write(
+        proj.join("Makefile"),
+        makefile.replace("install -D -m 0755", "install -s -D -m 0755"),
+    )
+    .unwrap();
+    let out = patch_make(&proj, "-O0", &["--clean", "fix.diff"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("install without -s"), "{err}");
+    assert_eq!(
+        std::fs::read(case.dir.join("foo.c")).unwrap(),
+        std::fs::read(proj.join("foo.c")).unwrap()
+    );
+}

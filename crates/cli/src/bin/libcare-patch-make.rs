@@ -106,6 +106,11 @@ fn main() -> ExitCode {
     }
 }
 
+/// One line per step on stdout, so a long build log shows where it is.
+fn progress(step: &str) {
+    println!("libcare-patch-make: {step}");
+}
+
 fn absolute(base: &Path, p: &Path) -> PathBuf {
     if p.is_absolute() {
         p.to_path_buf()
@@ -161,6 +166,7 @@ fn run(cli: &Cli) -> Result<Vec<Made>> {
         project.make(Stage::Original, &["clean"])?;
         project.remove_kpatch_asm(&skip)?;
     }
+    progress("original build (KPATCH_STAGE=original)");
     project.make(Stage::Original, &[])?;
     let originals = project.original_asm(&skip)?;
     if originals.is_empty() {
@@ -170,12 +176,18 @@ fn run(cli: &Cli) -> Result<Vec<Made>> {
             dir.display()
         );
     }
+    progress(&format!(
+        "installing the original binaries into {}",
+        lpmake.display()
+    ));
     project.install(Stage::Original, &lpmake)?;
 
+    progress("applying the patches");
     let mut applied = Applied::apply(&dir, &patches)?;
     let result = patched_stage(
         &project, &originals, &scratch.0, &lpmake, &patchroot, &tools, cli.level,
     );
+    progress("reverting the patches");
     let reverted = applied.revert();
     match (result, reverted) {
         (Ok(made), Ok(())) => Ok(made),
@@ -197,6 +209,7 @@ fn patched_stage(
     // Rebuild everything: a changed header must reach every object that
     // includes it, and make cannot know that in a plain Makefile. The
     // original assembly must survive the clean for kpatch_gensrc.
+    progress("patched build (KPATCH_STAGE=patched, from clean)");
     project.make(Stage::Patched, &["clean"])?;
     for (path, text) in originals {
         if !path.exists() {
@@ -223,6 +236,13 @@ fn patched_stage(
         let probe = ElfProbe::parse(data).with_context(|| patched.display().to_string())?;
         if !probe.has_section(".kpatch.info") {
             continue;
+        }
+        if !probe.has_section(".symtab") {
+            bail!(
+                "{}: make install stripped it; the patch needs its symbols and relocations \
+                 (install without -s)",
+                patched.display()
+            );
         }
         let rel = patched
             .strip_prefix(&installed)
