@@ -102,13 +102,13 @@ fn run_steps(compiler: &[String], steps: &[Step]) -> Result<ExitCode> {
                 output,
             } => {
                 run_gensrc(&gensrc, original, patched, output)?;
-                true
+                Ok(())
             }
             Step::Copy { from, to } => {
                 std::fs::copy(from, to).with_context(|| {
                     format!("cannot copy {} to {}", from.display(), to.display())
                 })?;
-                true
+                Ok(())
             }
             Step::AsmPatch {
                 original,
@@ -128,22 +128,28 @@ fn run_steps(compiler: &[String], steps: &[Step]) -> Result<ExitCode> {
                 }
             }
         };
-        if !ok {
-            // The compiler already said why.
-            return Ok(ExitCode::FAILURE);
+        if let Err(code) = ok {
+            // The compiler already said why; make sees its exit status.
+            return Ok(ExitCode::from(code));
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_compiler(compiler: &[String], argv: &[String]) -> Result<bool> {
+/// `Ok(Err(code))` when the compiler ran and failed.
+fn run_compiler(compiler: &[String], argv: &[String]) -> Result<std::result::Result<(), u8>> {
     let status = Command::new(&compiler[0])
         .args(&compiler[1..])
         .args(argv)
         .env(ACTIVE_MARK, "1")
         .status()
         .with_context(|| format!("cannot run the compiler {:?}", compiler[0]))?;
-    Ok(status.success())
+    if status.success() {
+        Ok(Ok(()))
+    } else {
+        let code = status.code().unwrap_or(1).clamp(1, 255);
+        Ok(Err(u8::try_from(code).unwrap_or(1)))
+    }
 }
 
 fn run_gensrc(gensrc: &Path, original: &Path, patched: &Path, output: &Path) -> Result<()> {
