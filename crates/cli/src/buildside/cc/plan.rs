@@ -7,6 +7,11 @@
 //! assemble step gets the same flags plus the intermediate `.s`, and the
 //! dependency side effect (`-MD`, `-MMD`) happens only in the `-S` step, with
 //! the file and target names gcc would have chosen for the real output.
+//!
+//! Hand-written assembly (`.s`, `.S`) is always compiled from the user's
+//! file, because `as` names the object's file symbol after its input; a copy
+//! of its text is kept, and only a changed file goes through gensrc. In a
+//! compile-and-link call it is left to the real compiler untracked.
 
 use std::path::{Path, PathBuf};
 
