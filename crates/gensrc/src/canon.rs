@@ -16,7 +16,9 @@ use crate::section::SecKind;
 
 /// Which side of the diff a canonical form is computed for.
 pub enum Side<'r, 'p, 'o> {
-    Orig,
+    /// The original; local constants read as the first constant with the
+    /// same content (gcc sometimes emits one string twice).
+    Orig { data: Option<&'r DataMatch<'p, 'o>> },
     Patched {
         pairing: &'r Pairing<'p, 'o>,
         data: &'r DataMatch<'p, 'o>,
@@ -27,7 +29,10 @@ impl Side<'_, '_, '_> {
     /// How a reference to `name` (not a label of the block itself) reads.
     fn reference(&self, m: &Model<'_>, name: &str, out: &mut String) {
         match self {
-            Side::Orig => out.push_str(name),
+            Side::Orig { data } => match data.and_then(|d| d.orig_rep.get(name)) {
+                Some(rep) => out.push_str(rep),
+                None => out.push_str(name),
+            },
             Side::Patched { pairing, data } => {
                 if lex::is_local_label(name) {
                     if m.local_data.contains_key(name) {
@@ -106,6 +111,8 @@ pub fn data_object(m: &Model<'_>, idx: usize, side: &Side<'_, '_, '_>) -> String
 #[derive(Debug, Default)]
 pub struct DataMatch<'p, 'o> {
     pub to_orig: HashMap<&'p str, &'o str>,
+    /// Original constant -> first original constant with its content.
+    pub orig_rep: HashMap<&'o str, &'o str>,
 }
 
 pub fn match_local_data<'p, 'o>(
@@ -117,12 +124,15 @@ pub fn match_local_data<'p, 'o>(
     let mut olabels: Vec<(&'o str, usize)> =
         orig.local_data.iter().map(|(k, v)| (*k, *v)).collect();
     olabels.sort_by_key(|&(_, i)| i);
-    for (label, idx) in olabels {
-        by_content
-            .entry(data_object(orig, idx, &Side::Orig))
-            .or_insert(label);
-    }
     let mut res = DataMatch::default();
+    for (label, idx) in olabels {
+        let rep = *by_content
+            .entry(data_object(orig, idx, &Side::Orig { data: None }))
+            .or_insert(label);
+        if rep != label {
+            res.orig_rep.insert(label, rep);
+        }
+    }
     let mut labels: Vec<(&'p str, usize)> =
         patched.local_data.iter().map(|(k, v)| (*k, *v)).collect();
     labels.sort_by_key(|&(_, i)| i);

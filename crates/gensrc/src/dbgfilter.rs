@@ -6,60 +6,70 @@
 //! the result still assembles to the same code and data.
 
 use crate::error::Error;
-use crate::lex::Kind;
-use crate::model::Model;
-use crate::section::SecKind;
+use crate::lex::{self, Kind};
+use crate::section::{Effect, SecKind, Sections, Tracker};
 
 pub fn dbg_filter(name: &str, text: &str) -> Result<String, Error> {
-    let m = Model::build(name, text)?;
+    // Per line: keep it, drop it, or replace it by an explicit switch.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Fate {
+        Keep,
+        Drop,
+        SwitchTo(u32),
+    }
+    let mut sections = Sections::default();
+    let mut tracker = Tracker::new(&mut sections);
+    let mut fates: Vec<Fate> = Vec::new();
+    lex::lex_each(name, text, |st| {
+        let before = tracker.current;
+        let mut fate = Fate::Keep;
+        if let Kind::Directive { name: d, args } = st.kind {
+            let eff = tracker
+                .apply(&mut sections, d, args)
+                .map_err(|msg| Error::Parse {
+                    file: name.to_string(),
+                    line: st.line,
+                    msg,
+                })?;
+            let leaves_debug = eff == Effect::Switched
+                && sections.get(before).kind == SecKind::Debug
+                && sections.get(tracker.current).kind != SecKind::Debug;
+            if leaves_debug && matches!(d, ".popsection" | ".previous") {
+                // The switch into debug info is dropped: say where we go.
+                fate = Fate::SwitchTo(tracker.current);
+            } else if matches!(d, ".loc" | ".loc_mark_labels")
+                || d == ".file" && args.trim_start().starts_with(|c: char| c.is_ascii_digit())
+            {
+                fate = Fate::Drop;
+            }
+        }
+        if fate == Fate::Keep && sections.get(tracker.current).kind == SecKind::Debug {
+            fate = Fate::Drop;
+        }
+        let idx = st.line as usize - 1;
+        if fates.len() <= idx {
+            fates.resize(idx + 1, Fate::Keep);
+        }
+        // The first statement of a line decides for the whole line.
+        if fates[idx] == Fate::Keep {
+            fates[idx] = fate;
+        }
+        Ok(())
+    })?;
     let mut out = String::with_capacity(text.len() / 2);
-    let mut si = 0;
-    let stmts = &m.lexed.stmts;
-    let mut last_emitted_sec: Option<u32> = None;
-    for (li, line) in m.lexed.lines.iter().enumerate() {
-        let lineno = li as u32 + 1;
-        let first = si;
-        while si < stmts.len() && stmts[si].line == lineno {
-            si += 1;
+    for (i, line) in text.lines().enumerate() {
+        match fates.get(i).copied().unwrap_or(Fate::Keep) {
+            Fate::Keep => {
+                out.push_str(line);
+                out.push('\n');
+            }
+            Fate::Drop => {}
+            Fate::SwitchTo(s) => {
+                out.push_str("\t.section\t");
+                out.push_str(sections.get(s).name);
+                out.push('\n');
+            }
         }
-        if first == si {
-            // Comment or blank line.
-            out.push_str(line);
-            out.push('\n');
-            continue;
-        }
-        let st = &stmts[first];
-        let sec = m.sec_of[si - 1];
-        let in_debug = m.sections.get(sec).kind == SecKind::Debug;
-        let drop = in_debug
-            || match st.kind {
-                Kind::Directive { name, args } => {
-                    matches!(name, ".loc" | ".loc_mark_labels")
-                        || name == ".file"
-                            && args.trim_start().starts_with(|c: char| c.is_ascii_digit())
-                }
-                _ => false,
-            };
-        if drop {
-            continue;
-        }
-        let is_switch = matches!(st.kind, Kind::Directive { name, .. }
-            if matches!(name, ".popsection" | ".previous"));
-        let came_from_debug = last_emitted_sec
-            .is_none_or(|s| s != m.sec_of[first.saturating_sub(1)])
-            && first > 0
-            && m.sections.get(m.sec_of[first - 1]).kind == SecKind::Debug;
-        if is_switch && came_from_debug {
-            // The matching switch into debug info was dropped: say where we
-            // are going instead of where we came back from.
-            out.push_str("\t.section\t");
-            out.push_str(m.sections.get(sec).name);
-            out.push('\n');
-        } else {
-            out.push_str(line);
-            out.push('\n');
-        }
-        last_emitted_sec = Some(sec);
     }
     Ok(out)
 }
@@ -70,11 +80,11 @@ mod tests {
 
     #[test]
     fn debug_lines_go_code_stays() {
-        let src = "\t.file\t\"a.c\"\n\t.text\n\t.file 1 \"a.c\"\nf:\n\t.loc 1 3 1 view -0\n\tret\n\t.section\t.debug_info,\"\",@progbits\n\t.long 5\n\t.text\n\tnop\n";
+        let src = "\t.file\t\"a.c\"\n\t.text\n\t.file 1 \"a.c\"\nf:\n\t.loc 1 3 1 view -0\n\tret\n\t.section\t.debug_info,\"\",@progbits\n\t.long 5\n\t.text\n\tnop\n\t.pushsection .debug_line\n\t.byte 1\n\t.popsection\n\tret\n";
         let out = dbg_filter("a.s", src).unwrap();
         assert_eq!(
             out,
-            "\t.file\t\"a.c\"\n\t.text\nf:\n\tret\n\t.text\n\tnop\n"
+            "\t.file\t\"a.c\"\n\t.text\nf:\n\tret\n\t.text\n\tnop\n\t.section\t.text\n\tret\n"
         );
     }
 }

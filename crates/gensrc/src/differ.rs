@@ -38,7 +38,9 @@ pub fn plan<'p, 'o>(
 ) -> Result<Plan<'p, 'o>, Error> {
     let mut plan = Plan::default();
     let side = Side::Patched { pairing, data };
+    let oside = Side::Orig { data: Some(data) };
     let mut pending = Vec::new();
+    let mut differing = Vec::new();
     let mut line_map = std::collections::HashMap::new();
 
     for (pgi, pg) in patched.groups.iter().enumerate() {
@@ -58,7 +60,7 @@ pub fn plan<'p, 'o>(
                 patched_line: patched.line(pg.start),
             });
         };
-        let a = canon::group(orig, ogi, &Side::Orig);
+        let a = canon::group(orig, ogi, &oside);
         let b = canon::group(patched, pgi, &side);
         if a.len() == b.len() {
             for (x, y) in a.iter().zip(&b) {
@@ -67,27 +69,88 @@ pub fn plan<'p, 'o>(
                 }
             }
         }
+        let local = loc_pairs(orig, ogi, patched, pgi);
+        for &(f, x, y) in &local {
+            line_map.insert((f, x), y);
+        }
         if canon::first_difference(&a, &b).is_some() {
-            if !opts.keep_line_changes && lines::only_line_numbers(&a, &b).is_some() {
-                plan.report.line_only.push(oname.to_string());
-                continue;
+            differing.push((pgi, ogi, a, b, local));
+        }
+    }
+
+    // Line moves of the whole file, for numbers that are not themselves
+    // `.loc` lines of their function (`x = CORRUPT(__LINE__);` under an
+    // `if` line): a line between two moved lines with the same shift moved
+    // by that shift too.
+    let mut moves: Vec<(u32, u32, u32)> = line_map.iter().map(|(&(f, x), &y)| (f, x, y)).collect();
+    moves.sort_unstable();
+    let moved_between = |p: u64, q: u64| -> bool {
+        let (Ok(p), Ok(q)) = (u32::try_from(p), u32::try_from(q)) else {
+            return false;
+        };
+        // Any file whose moves around `p` agree on the shift `q - p`.
+        let mut start = 0;
+        while start < moves.len() {
+            let f = moves[start].0;
+            let end = start + moves[start..].partition_point(|m| m.0 == f);
+            let file = &moves[start..end];
+            let i = file.partition_point(|&(_, x, _)| x < p);
+            let shift = |&(_, x, y): &(u32, u32, u32)| i64::from(y) - i64::from(x);
+            let want = i64::from(q) - i64::from(p);
+            let hit = match (i.checked_sub(1).map(|j| &file[j]), file.get(i)) {
+                (_, Some(&(_, x, y))) if x == p => y == q,
+                (Some(b), Some(a)) => shift(b) == want && shift(a) == want,
+                _ => false,
+            };
+            if hit {
+                return true;
             }
-            pending.push((pgi, ogi, pg.name()));
-            plan.changed.push((pgi, ogi));
-            for f in &orig.groups[ogi].funcs {
-                plan.lfe.insert(f.name);
-            }
-            for f in &pg.funcs {
-                if let Some(&o) = pairing.to_orig.get(f.name)
-                    && let Some(og) = orig.group_by_name(o)
-                {
-                    for of in &orig.groups[og].funcs {
-                        plan.lfe.insert(of.name);
-                    }
+            start = end;
+        }
+        false
+    };
+
+    for (pgi, ogi, a, b, local) in differing {
+        let pg = &patched.groups[pgi];
+        let oname = orig.groups[ogi].name();
+        let local: HashSet<(u32, u32)> = local.iter().map(|&(_, x, y)| (x, y)).collect();
+        // Only lines inside the function (with what it inlines) count: a
+        // `__LINE__` of this function names one of them, while a real
+        // constant rarely happens to.
+        let seq = loc_seq(orig, ogi);
+        let lo = seq
+            .iter()
+            .map(|&(_, l)| l)
+            .filter(|&l| l != 0)
+            .min()
+            .unwrap_or(0);
+        let hi = seq.iter().map(|&(_, l)| l).max().unwrap_or(0);
+        let moved = |p: u64, q: u64| {
+            u32::try_from(p)
+                .ok()
+                .zip(u32::try_from(q).ok())
+                .is_some_and(|pq| local.contains(&pq))
+                || (p >= u64::from(lo) && p <= u64::from(hi) && moved_between(p, q))
+        };
+        if !opts.keep_line_changes && lines::only_line_numbers(&a, &b, &moved).is_some() {
+            plan.report.line_only.push(oname.to_string());
+            continue;
+        }
+        pending.push((pgi, ogi, pg.name()));
+        plan.changed.push((pgi, ogi));
+        for f in &orig.groups[ogi].funcs {
+            plan.lfe.insert(f.name);
+        }
+        for f in &pg.funcs {
+            if let Some(&o) = pairing.to_orig.get(f.name)
+                && let Some(og) = orig.group_by_name(o)
+            {
+                for of in &orig.groups[og].funcs {
+                    plan.lfe.insert(of.name);
                 }
             }
-            plan.report.changed.push(oname.to_string());
         }
+        plan.report.changed.push(oname.to_string());
     }
 
     if !pending.is_empty() {
@@ -96,7 +159,7 @@ pub fn plan<'p, 'o>(
             orig,
             patched,
             decls: declarations(patched),
-            line_map: &line_map,
+            moves: &moves,
             changed: &changed,
         };
         for &(pgi, ogi, _) in &pending {
@@ -128,7 +191,7 @@ pub fn plan<'p, 'o>(
                 patched_line: pline,
             });
         }
-        let what = variable_difference(orig, oname, patched, pname, &side);
+        let what = variable_difference(orig, oname, patched, pname, &oside, &side);
         if let Some(what) = what {
             if opts.ignore_changes.iter().any(|n| n == oname || n == pname) {
                 plan.report.ignored_variables.push(oname.to_string());
@@ -152,6 +215,7 @@ fn variable_difference(
     oname: &str,
     patched: &Model<'_>,
     pname: &str,
+    oside: &Side<'_, '_, '_>,
     side: &Side<'_, '_, '_>,
 ) -> Option<String> {
     let o = &orig.symbols[oname];
@@ -176,7 +240,7 @@ fn variable_difference(
             if os != ps {
                 return Some(format!("section {os} -> {ps}"));
             }
-            let a = canon::data_object(orig, oi, &Side::Orig);
+            let a = canon::data_object(orig, oi, oside);
             let b = canon::data_object(patched, pi, side);
             (a != b).then(|| "initial value or alignment".into())
         }
@@ -212,6 +276,43 @@ fn declarations<'p>(patched: &Model<'p>) -> Vec<(u32, u32, &'p str)> {
     v
 }
 
+/// The `.loc` (file, line) sequence of group `gi`, in order.
+fn loc_seq(m: &Model<'_>, gi: usize) -> Vec<(u32, u32)> {
+    let g = &m.groups[gi];
+    m.lexed.stmts[g.start..=g.end]
+        .iter()
+        .filter_map(|st| match st.kind {
+            crate::lex::Kind::Directive { name: ".loc", args } => {
+                let mut it = args
+                    .split_whitespace()
+                    .map(|t| t.parse::<u32>().unwrap_or(0));
+                Some((it.next().unwrap_or(0), it.next().unwrap_or(0)))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// (file, original line, patched line) told by two `.loc` sequences of
+/// equal length, aligned one to one.
+fn loc_pairs(
+    orig: &Model<'_>,
+    ogi: usize,
+    patched: &Model<'_>,
+    pgi: usize,
+) -> Vec<(u32, u32, u32)> {
+    let a = loc_seq(orig, ogi);
+    let b = loc_seq(patched, pgi);
+    if a.len() != b.len() {
+        return Vec::new();
+    }
+    a.iter()
+        .zip(&b)
+        .filter(|(x, y)| x.0 == y.0 && x.1 != 0 && y.1 != 0)
+        .map(|(x, y)| (x.0, x.1, y.1))
+        .collect()
+}
+
 /// Every `.loc` (file, line) of group `gi`.
 fn loc_lines(m: &Model<'_>, gi: usize) -> HashSet<(u32, u32)> {
     let g = &m.groups[gi];
@@ -236,17 +337,30 @@ struct InlineCheck<'a, 'p, 'o> {
     orig: &'a Model<'o>,
     patched: &'a Model<'p>,
     decls: Vec<(u32, u32, &'p str)>,
-    /// Original (file, line) -> patched line, from aligned statements.
-    line_map: &'a std::collections::HashMap<(u32, u32), u32>,
+    /// (file, original line, patched line) seen at aligned statements,
+    /// sorted.
+    moves: &'a [(u32, u32, u32)],
     changed: &'a HashSet<&'p str>,
 }
 
 impl<'p> InlineCheck<'_, 'p, '_> {
+    /// Where original line `l` is in the patched file: shifted like the
+    /// nearest line at or above it whose move is known.
+    fn map_line(&self, f: u32, l: u32) -> u32 {
+        let i = self.moves.partition_point(|&(mf, x, _)| (mf, x) <= (f, l));
+        match i.checked_sub(1).map(|j| self.moves[j]) {
+            Some((mf, x, y)) if mf == f => {
+                u32::try_from(i64::from(l) + i64::from(y) - i64::from(x)).unwrap_or(l)
+            }
+            _ => l,
+        }
+    }
+
     fn check(&self, pgi: usize, ogi: usize) -> Option<Inlined> {
         let me = self.patched.groups[pgi].name();
         let before: HashSet<(u32, u32)> = loc_lines(self.orig, ogi)
             .into_iter()
-            .map(|(f, l)| (f, self.line_map.get(&(f, l)).copied().unwrap_or(l)))
+            .map(|(f, l)| (f, self.map_line(f, l)))
             .collect();
         let mut added: Vec<(u32, u32)> = loc_lines(self.patched, pgi)
             .into_iter()

@@ -33,43 +33,64 @@ impl Stmt<'_> {
     }
 }
 
-/// A lexed file: its raw lines (for verbatim output) and its statements.
+/// The statements of a file that the model keeps.
 pub struct Lexed<'a> {
-    pub lines: Vec<&'a str>,
     pub stmts: Vec<Stmt<'a>>,
 }
 
-/// Splits `text` into statements. `file` only names the input in errors.
-pub fn lex<'a>(file: &str, text: &'a str) -> Result<Lexed<'a>, Error> {
-    let lines: Vec<&'a str> = text.lines().collect();
-    let mut stmts = Vec::with_capacity(lines.len());
+/// Calls `each` for every statement of `text`, in order. `file` only names
+/// the input in errors.
+pub fn lex_each<'a>(
+    file: &str,
+    text: &'a str,
+    mut each: impl FnMut(Stmt<'a>) -> Result<(), Error>,
+) -> Result<(), Error> {
     let mut in_block_comment = false;
-    for (i, raw) in lines.iter().enumerate() {
-        let line = (i + 1) as u32;
-        let segments = split_segments(raw, &mut in_block_comment).map_err(|m| Error::Parse {
+    let mut segments: Vec<&'a str> = Vec::new();
+    let mut line = 0u32;
+    for raw in text.lines() {
+        line += 1;
+        // Fast path: most lines have no comment, string or separator.
+        if !in_block_comment && !raw.contains(['#', ';', '"', '/']) {
+            lex_segment(file, line, raw, &mut each)?;
+            continue;
+        }
+        segments.clear();
+        split_segments(raw, &mut in_block_comment, &mut segments).map_err(|m| Error::Parse {
             file: file.to_string(),
             line,
             msg: m.to_string(),
         })?;
-        for seg in segments {
-            lex_segment(file, line, seg, &mut stmts)?;
+        for seg in &segments {
+            lex_segment(file, line, seg, &mut each)?;
         }
     }
     if in_block_comment {
         return Err(Error::Parse {
             file: file.to_string(),
-            line: lines.len() as u32,
+            line,
             msg: "unterminated /* comment".to_string(),
         });
     }
-    Ok(Lexed { lines, stmts })
+    Ok(())
+}
+
+/// Every statement of `text`.
+#[cfg(test)]
+pub fn lex<'a>(file: &str, text: &'a str) -> Result<Lexed<'a>, Error> {
+    let mut stmts = Vec::new();
+    lex_each(file, text, |s| {
+        stmts.push(s);
+        Ok(())
+    })?;
+    Ok(Lexed { stmts })
 }
 
 fn lex_segment<'a>(
     file: &str,
     line: u32,
     seg: &'a str,
-    stmts: &mut Vec<Stmt<'a>>,
+    each: &mut impl FnMut(Stmt<'a>) -> Result<(), Error>,
 ) -> Result<(), Error> {
     let err = |msg: String| Error::Parse {
         file: file.to_string(),
@@ -79,10 +100,10 @@ fn lex_segment<'a>(
     let mut rest = seg.trim();
     // Leading labels; gas allows several on one line.
     while let Some((name, after)) = split_label(rest) {
-        stmts.push(Stmt {
+        each(Stmt {
             line,
             kind: Kind::Label(name),
-        });
+        })?;
         rest = after.trim_start();
     }
     if rest.is_empty() {
@@ -109,16 +130,18 @@ fn lex_segment<'a>(
     } else {
         return Err(err(format!("cannot parse statement `{rest}`")));
     };
-    stmts.push(Stmt { line, kind });
-    Ok(())
+    each(Stmt { line, kind })
 }
 
 /// Cuts one line into code segments: `;` separates statements, `#` ends
 /// the line, `/* */` is skipped, all only outside string literals.
 /// `in_block` carries an open `/*` across lines.
-fn split_segments<'a>(s: &'a str, in_block: &mut bool) -> Result<Vec<&'a str>, &'static str> {
+fn split_segments<'a>(
+    s: &'a str,
+    in_block: &mut bool,
+    out: &mut Vec<&'a str>,
+) -> Result<(), &'static str> {
     let b = s.as_bytes();
-    let mut out = Vec::new();
     let mut i = 0;
     let mut start = 0;
     if *in_block {
@@ -128,7 +151,7 @@ fn split_segments<'a>(s: &'a str, in_block: &mut bool) -> Result<Vec<&'a str>, &
                 i = end + 2;
                 start = i;
             }
-            None => return Ok(out),
+            None => return Ok(()),
         }
     }
     let mut in_str = false;
@@ -147,7 +170,7 @@ fn split_segments<'a>(s: &'a str, in_block: &mut bool) -> Result<Vec<&'a str>, &
             b'"' => in_str = true,
             b'#' => {
                 out.push(&s[start..i]);
-                return Ok(out);
+                return Ok(());
             }
             b';' => {
                 out.push(&s[start..i]);
@@ -163,7 +186,7 @@ fn split_segments<'a>(s: &'a str, in_block: &mut bool) -> Result<Vec<&'a str>, &
                     }
                     None => {
                         *in_block = true;
-                        return Ok(out);
+                        return Ok(());
                     }
                 }
             }
@@ -175,7 +198,7 @@ fn split_segments<'a>(s: &'a str, in_block: &mut bool) -> Result<Vec<&'a str>, &
         return Err("unterminated string literal");
     }
     out.push(&s[start..]);
-    Ok(out)
+    Ok(())
 }
 
 /// `name: rest` -> (name, rest) when the line starts with a label.

@@ -162,13 +162,37 @@ pub fn after_first_operand(args: &str) -> &str {
 
 impl<'a> Model<'a> {
     pub fn build(file: &str, text: &'a str) -> Result<Self, Error> {
-        let lexed = lex::lex(file, text)?;
-        let n = lexed.stmts.len();
         let mut sections = Sections::default();
         let mut tracker = Tracker::new(&mut sections);
-        let mut sec_of = Vec::with_capacity(n);
+        let mut sec_of = Vec::new();
         let mut symbols: HashMap<&'a str, SymInfo<'a>> = HashMap::new();
         let mut files = HashMap::new();
+        let mut stmts = Vec::new();
+        // Debug sections are most of a `-g` file and are never compared or
+        // copied: only the statements that move between sections are kept.
+        lex::lex_each(file, text, |st| {
+            let err = |msg: String| Error::Parse {
+                file: file.to_string(),
+                line: st.line,
+                msg,
+            };
+            let mut switched = false;
+            if let Kind::Directive { name, args } = st.kind {
+                let eff = tracker.apply(&mut sections, name, args).map_err(&err)?;
+                switched = eff == Effect::Switched;
+                if !switched {
+                    record_symbol_directive(&mut symbols, &mut files, &st, name, args)
+                        .map_err(err)?;
+                }
+            }
+            if switched || sections.get(tracker.current).kind != SecKind::Debug {
+                stmts.push(st);
+                sec_of.push(tracker.current);
+            }
+            Ok(())
+        })?;
+        let lexed = Lexed { stmts };
+        let n = lexed.stmts.len();
 
         // Names with a `.size`: only those delimit groups.
         let mut sized: HashSet<&'a str> = HashSet::new();
@@ -188,20 +212,7 @@ impl<'a> Model<'a> {
         let mut cur_group: Option<Group<'a>> = None;
 
         for (i, st) in lexed.stmts.iter().enumerate() {
-            let err = |msg: String| Error::Parse {
-                file: file.to_string(),
-                line: st.line,
-                msg,
-            };
-            if let Kind::Directive { name, args } = st.kind {
-                let eff = tracker.apply(&mut sections, name, args).map_err(&err)?;
-                if eff == Effect::None {
-                    record_symbol_directive(&mut symbols, &mut files, st, name, args)
-                        .map_err(&err)?;
-                }
-            }
-            sec_of.push(tracker.current);
-
+            let current = sec_of[i];
             if let Kind::Directive {
                 name: ".type",
                 args,
@@ -219,7 +230,7 @@ impl<'a> Model<'a> {
                         name: sym,
                         type_stmt: i,
                         size_stmt: usize::MAX,
-                        section: tracker.current,
+                        section: current,
                     });
                     open.push(sym);
                 }
@@ -229,7 +240,7 @@ impl<'a> Model<'a> {
                 match st.kind {
                     Kind::Label(l) => {
                         if let Some(f) = g.funcs.iter_mut().find(|f| f.name == l) {
-                            f.section = tracker.current;
+                            f.section = current;
                         }
                     }
                     Kind::Directive {

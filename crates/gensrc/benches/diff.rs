@@ -1,0 +1,122 @@
+//! Bench: diff a large real translation unit against a one-line change of
+//! it and print wall time, peak memory and what would be patched.
+//!
+//! `GENSRC_BENCH_ORIG=a.s GENSRC_BENCH_PATCHED=b.s cargo bench -p gensrc`
+//! diffs the given files (e.g. the sqlite3 amalgamation at `-O2 -g`, see
+//! the crate README note in `lib.rs`); without them a generated C file of a
+//! few thousand functions is compiled with `gcc -O2 -g -S` twice.
+//! Figures are printed, never asserted.
+
+use std::process::Command;
+use std::time::Instant;
+
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A C file with `n` functions using switch tables, strings, statics and
+/// `__LINE__`; `edit` adds one line to a helper near the top.
+fn generated_unit(n: usize, edit: bool) -> String {
+    let mut s = String::from("#include <stdio.h>\nvoid report(int line, const char *f);\n");
+    s.push_str("static inline int helper(int x)\n{\n");
+    if edit {
+        s.push_str("\tx ^= 1;\n");
+    }
+    s.push_str("\treturn x * 3;\n}\n");
+    for i in 0..n {
+        s.push_str(&format!(
+            "int f{i}(int x)\n{{\n\tstatic int calls;\n\tcalls++;\n\tif (x < 0) report(__LINE__, __func__);\n\
+             \tswitch (x & 7) {{\n\tcase 0: return {i} + calls;\n\tcase 1: puts(\"one {i}\"); return 1;\n\
+             \tcase 2: return x * {i};\n\tcase 3: return x - {i};\n\tcase 4: return x / ({i} + 1);\n\
+             \tcase 5: return helper(x);\n\tcase 6: return calls * 2;\n\t}}\n\treturn {i};\n}}\n"
+        ));
+    }
+    s
+}
+
+fn compile(dir: &std::path::Path, name: &str, src: &str) -> std::path::PathBuf {
+    let c = dir.join(format!("{name}.c"));
+    std::fs::write(&c, src).expect("write C");
+    let s = dir.join(format!("{name}.s"));
+    let st = Command::new("gcc")
+        .args(["-O2", "-g", "-S", "-o"])
+        .arg(&s)
+        .arg(&c)
+        .status()
+        .expect("run gcc");
+    assert!(st.success(), "gcc failed");
+    s
+}
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --benches` passes nothing
+    // useful either way: run quickly on a small unit then.
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (orig_path, patched_path) = match (
+        std::env::var_os("GENSRC_BENCH_ORIG"),
+        std::env::var_os("GENSRC_BENCH_PATCHED"),
+    ) {
+        (Some(a), Some(b)) => (a.into(), b.into()),
+        _ => {
+            let n = if quick { 50 } else { 3000 };
+            (
+                compile(tmp.path(), "orig", &generated_unit(n, false)),
+                compile(tmp.path(), "patched", &generated_unit(n, true)),
+            )
+        }
+    };
+    let rss_before = peak_rss_kib();
+    let orig = std::fs::read_to_string(&orig_path).expect("read original");
+    let patched = std::fs::read_to_string(&patched_path).expect("read patched");
+    let mb = |n: usize| n as f64 / (1024.0 * 1024.0);
+    let t = Instant::now();
+    let out = gensrc::diff(
+        &orig_path.to_string_lossy(),
+        &orig,
+        &patched_path.to_string_lossy(),
+        &patched,
+        &gensrc::Options::default(),
+    )
+    .expect("diff");
+    let wall = t.elapsed();
+    let peak = peak_rss_kib();
+    println!(
+        "inputs: {:.1} MiB + {:.1} MiB ({} + {} lines)",
+        mb(orig.len()),
+        mb(patched.len()),
+        orig.lines().count(),
+        patched.lines().count()
+    );
+    println!("diff wall time: {:.3} s", wall.as_secs_f64());
+    println!(
+        "peak RSS: {:.1} MiB (before reading inputs {:.1} MiB); {:.2}x one input",
+        peak as f64 / 1024.0,
+        rss_before as f64 / 1024.0,
+        peak as f64 * 1024.0 / orig.len() as f64
+    );
+    println!("output: {:.1} MiB", mb(out.text.len()));
+    print!("{}", out.report.to_text());
+
+    if !quick {
+        let obj = tmp.path().join("orig.o");
+        let t = Instant::now();
+        let st = Command::new("as")
+            .arg("-o")
+            .arg(&obj)
+            .arg(&orig_path)
+            .status()
+            .expect("run as");
+        if st.success() {
+            println!(
+                "as on the original, for comparison: {:.3} s",
+                t.elapsed().as_secs_f64()
+            );
+        }
+    }
+}
