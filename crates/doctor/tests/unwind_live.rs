@@ -1,0 +1,264 @@
+//! The unwinder on live processes: C programs built with gcc at several
+//! optimisation levels, stopped with ptrace, walked from their registers.
+
+mod unwind_support;
+
+use doctor::unwind::{FrameKind, unwind};
+use unwind_support::{Patient, Process, compile, has_chain};
+
+const NANOSLEEP: u64 = 35;
+const CLOCK_NANOSLEEP: u64 = 230;
+const FUTEX: u64 = 202;
+const SLEEPING: &[u64] = &[NANOSLEEP, CLOCK_NANOSLEEP];
+
+const CHAIN: &str = r#"
+#include <stdio.h>
+#include <time.h>
+#define KEEP __attribute__((noinline, noclone))
+KEEP int leaf(int n) {
+    struct timespec ts = {1000, 0};
+    printf("ready\n");
+    fflush(stdout);
+    nanosleep(&ts, 0);
+    __asm__ volatile("" ::: "memory");
+    return n + 1;
+}
+KEEP int middle(int n) { int r = leaf(n * 2); __asm__ volatile("" ::: "memory"); return r + 3; }
+KEEP int top(int n) { int r = middle(n + 1); __asm__ volatile("" ::: "memory"); return r * 5; }
+int main(int argc, char **argv) { (void)argv; return top(argc) == 42; }
+"#;
+
+fn sleeping_chain(flags: &[&str]) {
+    let (_dir, bin) = compile("chain", CHAIN, flags);
+    let mut patient = Patient::spawn(&bin);
+    patient.expect_line("ready");
+    let pid = patient.pid();
+    patient.wait_in_syscall(pid, SLEEPING);
+    let regs = patient.hold(pid);
+    let process = Process::load(&patient);
+    let frames = unwind(&regs, &patient.memory(), &process.tables, 64)
+        .unwrap_or_else(|e| panic!("{flags:?}: unwind failed: {e}"));
+    let names = process.names(&frames);
+    assert!(
+        has_chain(&names, &["leaf", "middle", "top", "main"]),
+        "{flags:?}: {names:?}"
+    );
+    // Below main: libc's start code, then the executable's _start, whose
+    // CFI marks the return address undefined.
+    assert!(
+        names.iter().any(|n| n.contains("__libc_start_main")),
+        "{names:?}"
+    );
+    assert_eq!(
+        names.last().map(String::as_str),
+        Some("_start"),
+        "{names:?}"
+    );
+    assert_eq!(frames[0].kind, FrameKind::Top);
+    assert!(frames[1..].iter().all(|f| f.kind == FrameKind::Call));
+    assert!(frames.windows(2).all(|w| w[0].sp < w[1].sp), "{frames:#?}");
+}
+
+#[test]
+fn sleeping_chain_at_o0() {
+    sleeping_chain(&["-O0"]);
+}
+
+#[test]
+fn sleeping_chain_at_o2() {
+    sleeping_chain(&["-O2"]);
+}
+
+#[test]
+fn sleeping_chain_at_o2_without_frame_pointer() {
+    sleeping_chain(&["-O2", "-fomit-frame-pointer"]);
+}
+
+const SIGNAL: &str = r#"
+#include <signal.h>
+#include <time.h>
+#include <unistd.h>
+#define KEEP __attribute__((noinline, noclone))
+static volatile sig_atomic_t spin = 1;
+KEEP void handler_leaf(void) {
+    struct timespec ts = {1000, 0};
+    write(1, "ready\n", 6);
+    nanosleep(&ts, 0);
+    __asm__ volatile("" ::: "memory");
+}
+void on_signal(int sig) { (void)sig; handler_leaf(); __asm__ volatile("" ::: "memory"); }
+KEEP void busy(void) {
+    write(1, "go\n", 3);
+    while (spin) __asm__ volatile("" ::: "memory");
+}
+KEEP void outer(void) { busy(); __asm__ volatile("" ::: "memory"); }
+int main(void) {
+    signal(SIGUSR1, on_signal);
+    outer();
+    return 0;
+}
+"#;
+
+fn through_signal_frame(flags: &[&str]) {
+    let (_dir, bin) = compile("signal", SIGNAL, flags);
+    let mut patient = Patient::spawn(&bin);
+    patient.expect_line("go");
+    let pid = patient.pid();
+    // Let busy() leave write() and spin in its own loop.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGUSR1,
+    )
+    .unwrap();
+    patient.expect_line("ready");
+    patient.wait_in_syscall(pid, SLEEPING);
+    let regs = patient.hold(pid);
+    let process = Process::load(&patient);
+    let frames = unwind(&regs, &patient.memory(), &process.tables, 64)
+        .unwrap_or_else(|e| panic!("{flags:?}: unwind failed: {e}"));
+    let names = process.names(&frames);
+    eprintln!("{flags:?}: {names:?}");
+    assert!(
+        has_chain(&names, &["handler_leaf", "on_signal"]),
+        "{flags:?}: {names:?}"
+    );
+    let trampoline = frames
+        .iter()
+        .position(|f| f.kind == FrameKind::SignalTrampoline)
+        .unwrap_or_else(|| panic!("no signal frame: {names:?}"));
+    assert_eq!(names[trampoline - 1], "on_signal", "{names:?}");
+    assert_eq!(frames[trampoline + 1].kind, FrameKind::Interrupted);
+    assert!(
+        has_chain(&names[trampoline + 1..], &["busy", "outer", "main"]),
+        "{flags:?}: {names:?}"
+    );
+    assert_eq!(
+        names.last().map(String::as_str),
+        Some("_start"),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn signal_handler_frame_unwinds_into_the_interrupted_function_o0() {
+    through_signal_frame(&["-O0"]);
+}
+
+#[test]
+fn signal_handler_frame_unwinds_into_the_interrupted_function_o2() {
+    through_signal_frame(&["-O2", "-fomit-frame-pointer"]);
+}
+
+const THREADS: &str = r#"
+#include <pthread.h>
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+#define KEEP __attribute__((noinline, noclone))
+KEEP void t_leaf(long i) {
+    struct timespec ts = {1000 + i, 0};
+    nanosleep(&ts, 0);
+    __asm__ volatile("" ::: "memory");
+}
+KEEP void t_mid(long i) { t_leaf(i); __asm__ volatile("" ::: "memory"); }
+void *worker(void *arg) { t_mid((long)arg); return 0; }
+int main(void) {
+    pthread_t t[3];
+    for (long i = 0; i < 3; i++) pthread_create(&t[i], 0, worker, (void *)i);
+    write(1, "ready\n", 6);
+    for (int i = 0; i < 3; i++) pthread_join(t[i], 0);
+    return 0;
+}
+"#;
+
+#[test]
+fn every_thread_of_a_threaded_process_unwinds_to_its_outermost_frame() {
+    let (_dir, bin) = compile("threads", THREADS, &["-O2"]);
+    let mut patient = Patient::spawn(&bin);
+    patient.expect_line("ready");
+    let pid = patient.pid();
+    let tids = patient.threads();
+    assert_eq!(tids.len(), 4, "{tids:?}");
+    for &tid in &tids {
+        let nrs: &[u64] = if tid == pid { &[FUTEX] } else { SLEEPING };
+        patient.wait_in_syscall(tid, nrs);
+    }
+    let regs: Vec<_> = tids.iter().map(|&tid| patient.hold(tid)).collect();
+    let process = Process::load(&patient);
+    let memory = patient.memory();
+    for (tid, regs) in tids.iter().zip(&regs) {
+        let frames = unwind(regs, &memory, &process.tables, 64)
+            .unwrap_or_else(|e| panic!("thread {tid}: unwind failed: {e}"));
+        let names = process.names(&frames);
+        eprintln!("thread {tid}: {names:?}");
+        if *tid == pid {
+            assert!(has_chain(&names, &["main"]), "main thread: {names:?}");
+            assert_eq!(names.last().map(String::as_str), Some("_start"));
+        } else {
+            assert!(
+                has_chain(&names, &["t_leaf", "t_mid", "worker"]),
+                "thread {tid}: {names:?}"
+            );
+            // worker's caller is libc's start_thread, called from the clone
+            // child path whose CFI ends the stack.
+            let after = names.iter().position(|n| n == "worker").unwrap();
+            let rest = &frames[after + 1..];
+            assert!(!rest.is_empty(), "thread {tid}: nothing below worker");
+            assert!(
+                rest.iter()
+                    .all(|f| f.object.as_deref().is_some_and(|o| o.contains("libc"))),
+                "thread {tid}: {names:?}"
+            );
+        }
+    }
+}
+
+const VDSO: &str = r#"
+#include <stdio.h>
+#include <time.h>
+#define KEEP __attribute__((noinline, noclone))
+KEEP long poll_clock(void) {
+    struct timespec ts;
+    long sum = 0;
+    printf("ready\n");
+    fflush(stdout);
+    for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        sum += ts.tv_nsec;
+        __asm__ volatile("" ::: "memory");
+    }
+    return sum;
+}
+int main(void) { return (int)poll_clock(); }
+"#;
+
+/// Stops a thread at 300 arbitrary points of a clock_gettime loop (in the
+/// vDSO, in libc's wrapper, in prologues and epilogues) and unwinds each.
+#[test]
+fn random_stops_in_a_vdso_loop_all_unwind_including_vdso_frames() {
+    let (_dir, bin) = compile("vdso", VDSO, &["-O2"]);
+    let mut patient = Patient::spawn(&bin);
+    patient.expect_line("ready");
+    let pid = patient.pid();
+    let mut process = None;
+    let mut in_vdso = 0;
+    for _ in 0..300 {
+        let regs = patient.hold(pid);
+        let process = process.get_or_insert_with(|| Process::load(&patient));
+        let frames = unwind(&regs, &patient.memory(), &process.tables, 64)
+            .unwrap_or_else(|e| panic!("stopped at {:#x}: unwind failed: {e}", regs.rip));
+        let names = process.names(&frames);
+        assert!(has_chain(&names, &["poll_clock", "main"]), "{names:?}");
+        assert_eq!(names.last().map(String::as_str), Some("_start"));
+        let (start, end) = process.vdso;
+        if (start..end).contains(&regs.rip) {
+            in_vdso += 1;
+            assert_eq!(frames[0].object.as_deref(), Some("[vdso]"));
+        }
+        patient.resume(pid);
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+    assert!(in_vdso > 0, "never stopped inside the vDSO in 300 tries");
+    eprintln!("{in_vdso} of 300 stops were inside the vDSO");
+}
