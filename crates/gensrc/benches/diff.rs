@@ -10,6 +10,19 @@
 use std::process::Command;
 use std::time::Instant;
 
+/// Counts what the differ writes, like a file would take it.
+struct Counter(usize);
+
+impl std::io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 fn peak_rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
@@ -76,12 +89,14 @@ fn main() {
     let patched = std::fs::read_to_string(&patched_path).expect("read patched");
     let mb = |n: usize| n as f64 / (1024.0 * 1024.0);
     let t = Instant::now();
-    let out = gensrc::diff(
+    let mut sink = Counter(0);
+    let report = gensrc::diff_to(
         &orig_path.to_string_lossy(),
         &orig,
         &patched_path.to_string_lossy(),
         &patched,
         &gensrc::Options::default(),
+        &mut sink,
     )
     .expect("diff");
     let wall = t.elapsed();
@@ -100,8 +115,8 @@ fn main() {
         rss_before as f64 / 1024.0,
         peak as f64 * 1024.0 / orig.len() as f64
     );
-    println!("output: {:.1} MiB", mb(out.text.len()));
-    print!("{}", out.report.to_text());
+    println!("output: {:.1} MiB (streamed)", mb(sink.0));
+    print!("{}", report.to_text());
 
     if !quick {
         let obj = tmp.path().join("orig.o");

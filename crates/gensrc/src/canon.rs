@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use crate::ident;
 use crate::lex::{self, Kind};
-use crate::model::{Model, NO_GROUP};
+use crate::model::Model;
 use crate::rename::Pairing;
 use crate::section::SecKind;
 
@@ -96,7 +96,7 @@ pub fn data_object(m: &Model<'_>, idx: usize, side: &Side<'_, '_, '_>) -> String
         out.push_str(a);
     }
     out.push('\n');
-    for st in &m.lexed.stmts[o.label_stmt + 1..o.end] {
+    for st in m.lexed.range(o.label_stmt + 1..o.end) {
         if let Kind::Directive { name, args } = st.kind {
             out.push_str(name);
             out.push(' ');
@@ -175,7 +175,7 @@ pub fn match_local_data<'p, 'o>(
 fn refs_of(m: &Model<'_>, idx: usize) -> Vec<String> {
     let o = &m.objects[idx];
     let mut v = Vec::new();
-    for st in &m.lexed.stmts[o.label_stmt + 1..o.end] {
+    for st in m.lexed.range(o.label_stmt + 1..o.end) {
         if let Kind::Directive { args, .. } = st.kind {
             ident::for_each(args, |a, b| {
                 let s = &args[a..b];
@@ -221,7 +221,7 @@ pub fn is_section_directive(name: &str) -> bool {
 pub fn used_local_labels<'a>(m: &Model<'a>, gi: usize) -> HashMap<&'a str, ()> {
     let g = &m.groups[gi];
     let mut used = HashMap::new();
-    for st in &m.lexed.stmts[g.start..=g.end] {
+    for st in m.lexed.range(g.start..=g.end) {
         let text = match st.kind {
             Kind::Instruction { operands, .. } => operands,
             Kind::Directive { name, args } if !is_debug_directive(name) => args,
@@ -242,7 +242,7 @@ pub fn group(m: &Model<'_>, gi: usize, side: &Side<'_, '_, '_>) -> Vec<CanonLine
     let g = &m.groups[gi];
     let used = used_local_labels(m, gi);
     let mut defined: HashMap<&str, ()> = HashMap::new();
-    for st in &m.lexed.stmts[g.start..=g.end] {
+    for st in m.lexed.range(g.start..=g.end) {
         if let Kind::Label(l) = st.kind
             && lex::is_local_label(l)
         {
@@ -255,7 +255,7 @@ pub fn group(m: &Model<'_>, gi: usize, side: &Side<'_, '_, '_>) -> Vec<CanonLine
     let mut out = Vec::new();
     let (mut src_file, mut src_line) = (0, 0);
     for i in g.start..=g.end {
-        let st = &m.lexed.stmts[i];
+        let st = m.lexed.get(i);
         if let Kind::Directive { name: ".loc", args } = st.kind {
             let mut it = args
                 .split_whitespace()
@@ -263,7 +263,6 @@ pub fn group(m: &Model<'_>, gi: usize, side: &Side<'_, '_, '_>) -> Vec<CanonLine
             src_file = it.next().unwrap_or(0);
             src_line = it.next().unwrap_or(0);
         }
-        debug_assert_ne!(m.group_of[i], NO_GROUP);
         let sec = m.sec_of[i];
         let kind = m.sections.get(sec).kind;
         if kind == SecKind::Debug || kind == SecKind::Other {

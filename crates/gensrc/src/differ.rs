@@ -41,7 +41,8 @@ pub fn plan<'p, 'o>(
     let oside = Side::Orig { data: Some(data) };
     let mut pending = Vec::new();
     let mut differing = Vec::new();
-    let mut line_map = std::collections::HashMap::new();
+    // (file, original line, patched line) at aligned statements.
+    let mut moves: Vec<(u32, u32, u32)> = Vec::new();
 
     for (pgi, pg) in patched.groups.iter().enumerate() {
         let pname = pg.name();
@@ -65,13 +66,13 @@ pub fn plan<'p, 'o>(
         if a.len() == b.len() {
             for (x, y) in a.iter().zip(&b) {
                 if x.src_line != 0 && y.src_line != 0 && x.src_file == y.src_file {
-                    line_map.insert((x.src_file, x.src_line), y.src_line);
+                    moves.push((x.src_file, x.src_line, y.src_line));
                 }
             }
         }
         let local = loc_pairs(orig, ogi, patched, pgi);
         for &(f, x, y) in &local {
-            line_map.insert((f, x), y);
+            moves.push((f, x, y));
         }
         if canon::first_difference(&a, &b).is_some() {
             differing.push((pgi, ogi, a, b, local));
@@ -82,8 +83,8 @@ pub fn plan<'p, 'o>(
     // `.loc` lines of their function (`x = CORRUPT(__LINE__);` under an
     // `if` line): a line between two moved lines with the same shift moved
     // by that shift too.
-    let mut moves: Vec<(u32, u32, u32)> = line_map.iter().map(|(&(f, x), &y)| (f, x, y)).collect();
     moves.sort_unstable();
+    moves.dedup_by_key(|m| (m.0, m.1));
     let moved_between = |p: u64, q: u64| -> bool {
         let (Ok(p), Ok(q)) = (u32::try_from(p), u32::try_from(q)) else {
             return false;
@@ -257,8 +258,9 @@ fn variable_difference(
 fn declarations<'p>(patched: &Model<'p>) -> Vec<(u32, u32, &'p str)> {
     let mut v = Vec::new();
     for g in &patched.groups {
-        let first_loc = patched.lexed.stmts[g.start..=g.end]
-            .iter()
+        let first_loc = patched
+            .lexed
+            .range(g.start..=g.end)
             .find_map(|st| match st.kind {
                 crate::lex::Kind::Directive { name: ".loc", args } => {
                     let mut it = args
@@ -279,8 +281,8 @@ fn declarations<'p>(patched: &Model<'p>) -> Vec<(u32, u32, &'p str)> {
 /// The `.loc` (file, line) sequence of group `gi`, in order.
 fn loc_seq(m: &Model<'_>, gi: usize) -> Vec<(u32, u32)> {
     let g = &m.groups[gi];
-    m.lexed.stmts[g.start..=g.end]
-        .iter()
+    m.lexed
+        .range(g.start..=g.end)
         .filter_map(|st| match st.kind {
             crate::lex::Kind::Directive { name: ".loc", args } => {
                 let mut it = args
@@ -316,8 +318,8 @@ fn loc_pairs(
 /// Every `.loc` (file, line) of group `gi`.
 fn loc_lines(m: &Model<'_>, gi: usize) -> HashSet<(u32, u32)> {
     let g = &m.groups[gi];
-    m.lexed.stmts[g.start..=g.end]
-        .iter()
+    m.lexed
+        .range(g.start..=g.end)
         .filter_map(|st| match st.kind {
             crate::lex::Kind::Directive { name: ".loc", args } => {
                 let mut it = args

@@ -7,6 +7,7 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
+use std::io::Write;
 
 use crate::Options;
 use crate::canon::{self, DataMatch};
@@ -31,8 +32,9 @@ pub struct Emitter<'r, 'p, 'o> {
     opts: &'r Options,
     /// Local labels inside patched groups -> group.
     label_group: HashMap<&'p str, usize>,
-    /// Local labels inside any patched group -> group.
-    all_group_labels: HashMap<&'p str, usize>,
+    /// Local labels inside any patched group -> group; built when first
+    /// needed (only for labels that are neither copied nor constants).
+    all_group_labels: std::cell::OnceCell<HashMap<&'p str, usize>>,
     /// Patched local constants that go into the patch, in order of need.
     data_queue: Vec<&'p str>,
     data_queued: HashSet<&'p str>,
@@ -58,16 +60,13 @@ impl<'r, 'p, 'o> Emitter<'r, 'p, 'o> {
             .chain(plan.new_groups.iter().copied())
             .collect();
         let mut label_group = HashMap::new();
-        let mut all_group_labels = HashMap::new();
-        for (gi, g) in patched.groups.iter().enumerate() {
-            for st in &patched.lexed.stmts[g.start..=g.end] {
+        for &gi in &emitted_groups {
+            let g = &patched.groups[gi];
+            for st in patched.lexed.range(g.start..=g.end) {
                 if let Kind::Label(l) = st.kind
                     && lex::is_local_label(l)
                 {
-                    all_group_labels.insert(l, gi);
-                    if emitted_groups.contains(&gi) {
-                        label_group.insert(l, gi);
-                    }
+                    label_group.insert(l, gi);
                 }
             }
         }
@@ -79,7 +78,7 @@ impl<'r, 'p, 'o> Emitter<'r, 'p, 'o> {
             plan,
             opts,
             label_group,
-            all_group_labels,
+            all_group_labels: std::cell::OnceCell::new(),
             data_queue: Vec::new(),
             data_queued: HashSet::new(),
             file_map: HashMap::new(),
@@ -131,7 +130,20 @@ impl<'r, 'p, 'o> Emitter<'r, 'p, 'o> {
                 }
                 return Ok(format!("{name}.kpatch").into());
             }
-            if let Some(&gi) = self.all_group_labels.get(name) {
+            let all = self.all_group_labels.get_or_init(|| {
+                let mut m = HashMap::new();
+                for (gi, g) in p.groups.iter().enumerate() {
+                    for st in p.lexed.range(g.start..=g.end) {
+                        if let Kind::Label(l) = st.kind
+                            && lex::is_local_label(l)
+                        {
+                            m.insert(l, gi);
+                        }
+                    }
+                }
+                m
+            });
+            if let Some(&gi) = all.get(name) {
                 return Err(Error::Unsupported {
                     block: name.to_string(),
                     what: format!(
@@ -206,14 +218,11 @@ impl<'r, 'p, 'o> Emitter<'r, 'p, 'o> {
     }
 
     /// The whole output text.
-    pub fn emit(mut self, orig_text: &str) -> Result<String, Error> {
-        let mut out = String::with_capacity(orig_text.len() + orig_text.len() / 8);
-        self.copy_original(orig_text, &mut out);
+    /// Writes the whole output. The patch part is built first, so a
+    /// refusal never leaves half an output behind.
+    pub fn emit_to(mut self, orig_text: &str, w: &mut dyn Write) -> Result<(), Error> {
         if self.plan.is_empty() {
-            return Ok(out);
-        }
-        if !out.ends_with('\n') {
-            out.push('\n');
+            return w.write_all(orig_text.as_bytes()).map_err(Error::Write);
         }
         let mut body = String::new();
         let mut info = String::new();
@@ -236,45 +245,59 @@ impl<'r, 'p, 'o> Emitter<'r, 'p, 'o> {
             self.local_data(label, &mut body)?;
             i += 1;
         }
-        out.push_str("#---------- kpatch begin ---------\n");
+        let mut patch = String::from("#---------- kpatch begin ---------\n");
         for f in &self.new_files {
-            out.push_str(f);
-            out.push('\n');
+            patch.push_str(f);
+            patch.push('\n');
         }
-        out.push_str(&body);
-        out.push_str(&info);
-        out.push_str("#---------- kpatch end -----------\n");
-        Ok(out)
+        patch.push_str(&body);
+        patch.push_str(&info);
+        patch.push_str("#---------- kpatch end -----------\n");
+        self.copy_original(orig_text, w).map_err(Error::Write)?;
+        if !orig_text.is_empty() && !orig_text.ends_with('\n') {
+            w.write_all(b"\n").map_err(Error::Write)?;
+        }
+        w.write_all(patch.as_bytes()).map_err(Error::Write)
     }
 
     /// The original, with `NAME.Lfe:` after the `.size` of replaced functions.
-    fn copy_original(&self, text: &str, out: &mut String) {
-        let mut after_line: HashMap<usize, Vec<&str>> = HashMap::new();
+    fn copy_original(&self, text: &str, w: &mut dyn Write) -> std::io::Result<()> {
+        let mut after_line: Vec<(usize, &str)> = Vec::new();
         for g in &self.orig.groups {
             for f in &g.funcs {
                 if self.plan.lfe.contains(f.name) {
-                    after_line
-                        .entry(self.orig.stmt(f.size_stmt).line_index())
-                        .or_default()
-                        .push(f.name);
+                    after_line.push((self.orig.stmt(f.size_stmt).line_index(), f.name));
                 }
             }
         }
-        if after_line.is_empty() {
-            out.push_str(text);
-            return;
-        }
-        for (i, line) in text.split_inclusive('\n').enumerate() {
-            out.push_str(line);
-            if let Some(names) = after_line.get(&i) {
-                if !line.ends_with('\n') {
-                    out.push('\n');
+        after_line.sort_unstable();
+        let mut written = 0;
+        let mut next = after_line.iter().peekable();
+        for (i, (off, _)) in text.match_indices('\n').enumerate() {
+            while let Some(&&(li, name)) = next.peek() {
+                if li != i {
+                    break;
                 }
-                for n in names {
-                    let _ = writeln!(out, "{n}.Lfe:");
-                }
+                w.write_all(&text.as_bytes()[written..=off])?;
+                written = off + 1;
+                writeln!(w, "{name}.Lfe:")?;
+                next.next();
+            }
+            if next.peek().is_none() {
+                break;
             }
         }
+        w.write_all(&text.as_bytes()[written..])?;
+        if next.peek().is_some() {
+            // `.size` on a last line without a newline.
+            if !text.ends_with('\n') {
+                w.write_all(b"\n")?;
+            }
+            for (_, name) in next {
+                writeln!(w, "{name}.Lfe:")?;
+            }
+        }
+        Ok(())
     }
 
     fn group(&mut self, gi: usize, out: &mut String, info: &mut String) -> Result<(), Error> {

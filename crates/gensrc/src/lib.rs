@@ -119,14 +119,28 @@ pub fn diff(
     patched: &str,
     opts: &Options,
 ) -> Result<Outcome, Error> {
+    let mut buf = Vec::with_capacity(orig.len() + orig.len() / 8);
+    let report = diff_to(orig_name, orig, patched_name, patched, opts, &mut buf)?;
+    let text = String::from_utf8(buf).expect("assembly text in, assembly text out");
+    Ok(Outcome { text, report })
+}
+
+/// Like [`diff`], writing the augmented assembly to `out` as it goes (the
+/// output is as large as the input; this keeps it out of memory). Nothing
+/// is written when the diff is refused.
+pub fn diff_to(
+    orig_name: &str,
+    orig: &str,
+    patched_name: &str,
+    patched: &str,
+    opts: &Options,
+    out: &mut dyn std::io::Write,
+) -> Result<Report, Error> {
     let om = model::Model::build(orig_name, orig)?;
     let pm = model::Model::build(patched_name, patched)?;
     let pairing = rename::pair(&om, &pm);
     let data = canon::match_local_data(&om, &pm, &pairing);
     let plan = differ::plan(&om, &pm, &pairing, &data, opts)?;
-    let text = emit::Emitter::new(&om, &pm, &pairing, &data, &plan, opts).emit(orig)?;
-    Ok(Outcome {
-        text,
-        report: plan.report,
-    })
+    emit::Emitter::new(&om, &pm, &pairing, &data, &plan, opts).emit_to(orig, out)?;
+    Ok(plan.report)
 }

@@ -81,8 +81,6 @@ pub struct Model<'a> {
     /// Section of every statement.
     pub sec_of: Vec<SecId>,
     pub groups: Vec<Group<'a>>,
-    /// Group of every statement, `u32::MAX` outside groups.
-    pub group_of: Vec<u32>,
     pub objects: Vec<DataObj<'a>>,
     pub symbols: HashMap<&'a str, SymInfo<'a>>,
     /// `.L` data labels -> object index.
@@ -90,8 +88,6 @@ pub struct Model<'a> {
     /// `.file N ...` operands after the number, by number.
     pub files: HashMap<u32, &'a str>,
 }
-
-pub const NO_GROUP: u32 = u32::MAX;
 
 const DATA_DIRECTIVES: &[&str] = &[
     ".byte",
@@ -167,7 +163,7 @@ impl<'a> Model<'a> {
         let mut sec_of = Vec::new();
         let mut symbols: HashMap<&'a str, SymInfo<'a>> = HashMap::new();
         let mut files = HashMap::new();
-        let mut stmts = Vec::new();
+        let mut lexed = Lexed::new(text);
         // Debug sections are most of a `-g` file and are never compared or
         // copied: only the statements that move between sections are kept.
         lex::lex_each(file, text, |st| {
@@ -186,17 +182,17 @@ impl<'a> Model<'a> {
                 }
             }
             if switched || sections.get(tracker.current).kind != SecKind::Debug {
-                stmts.push(st);
+                lexed.push(st).map_err(|m| err(m.to_string()))?;
                 sec_of.push(tracker.current);
             }
             Ok(())
         })?;
-        let lexed = Lexed { stmts };
-        let n = lexed.stmts.len();
+        lexed.shrink_to_fit();
+        sec_of.shrink_to_fit();
 
         // Names with a `.size`: only those delimit groups.
         let mut sized: HashSet<&'a str> = HashSet::new();
-        for st in &lexed.stmts {
+        for st in lexed.range(..) {
             if let Kind::Directive {
                 name: ".size",
                 args,
@@ -207,11 +203,10 @@ impl<'a> Model<'a> {
         }
 
         let mut groups: Vec<Group<'a>> = Vec::new();
-        let mut group_of = vec![NO_GROUP; n];
         let mut open: Vec<&'a str> = Vec::new();
         let mut cur_group: Option<Group<'a>> = None;
 
-        for (i, st) in lexed.stmts.iter().enumerate() {
+        for (i, st) in lexed.range(..).enumerate() {
             let current = sec_of[i];
             if let Kind::Directive {
                 name: ".type",
@@ -236,7 +231,6 @@ impl<'a> Model<'a> {
                 }
             }
             if let Some(g) = cur_group.as_mut() {
-                group_of[i] = groups.len() as u32;
                 match st.kind {
                     Kind::Label(l) => {
                         if let Some(f) = g.funcs.iter_mut().find(|f| f.name == l) {
@@ -264,33 +258,31 @@ impl<'a> Model<'a> {
             }
         }
         if let Some(g) = cur_group {
-            let st = &lexed.stmts[g.start];
+            let st = lexed.get(g.start);
             return Err(Error::Parse {
                 file: file.to_string(),
                 line: st.line,
                 msg: format!("function `{}` has no matching .size", g.name()),
             });
         }
-        extend_preambles(&lexed.stmts, &sec_of, &sections, &mut groups, &mut group_of);
+        extend_preambles(&lexed, &sec_of, &sections, &mut groups);
         for (gi, g) in groups.iter().enumerate() {
             for f in &g.funcs {
                 let s = symbols.entry(f.name).or_default();
                 s.func_group = Some(gi);
                 if s.line == 0 {
-                    s.line = lexed.stmts[f.type_stmt].line;
+                    s.line = lexed.get(f.type_stmt).line;
                 }
             }
         }
 
-        let (objects, local_data) =
-            find_objects(&lexed.stmts, &sec_of, &group_of, &sections, &mut symbols);
+        let (objects, local_data) = find_objects(&lexed, &sec_of, &groups, &sections, &mut symbols);
 
         Ok(Model {
             lexed,
             sections,
             sec_of,
             groups,
-            group_of,
             objects,
             symbols,
             local_data,
@@ -298,12 +290,12 @@ impl<'a> Model<'a> {
         })
     }
 
-    pub fn stmt(&self, i: usize) -> &Stmt<'a> {
-        &self.lexed.stmts[i]
+    pub fn stmt(&self, i: usize) -> Stmt<'a> {
+        self.lexed.get(i)
     }
 
     pub fn line(&self, i: usize) -> u32 {
-        self.lexed.stmts[i].line
+        self.lexed.get(i).line
     }
 
     /// The function group a named function belongs to.
@@ -317,18 +309,17 @@ impl<'a> Model<'a> {
 /// `.type` (`.LCOLDB0:` marks where the function's cold part starts, and
 /// its exception table measures offsets from it).
 fn extend_preambles(
-    stmts: &[Stmt<'_>],
+    stmts: &Lexed<'_>,
     sec_of: &[SecId],
     sections: &Sections<'_>,
     groups: &mut [Group<'_>],
-    group_of: &mut [u32],
 ) {
     let mut floor = 0;
-    for (gi, g) in groups.iter_mut().enumerate() {
+    for g in groups.iter_mut() {
         let mut start = g.start;
         while start > floor {
             let i = start - 1;
-            let ok = match stmts[i].kind {
+            let ok = match stmts.get(i).kind {
                 Kind::Label(l) => {
                     lex::is_local_label(l) && sections.get(sec_of[i]).kind == SecKind::Text
                 }
@@ -354,9 +345,6 @@ fn extend_preambles(
                 break;
             }
             start = i;
-        }
-        for slot in &mut group_of[start..g.start] {
-            *slot = gi as u32;
         }
         g.start = start;
         floor = g.end + 1;
@@ -435,9 +423,9 @@ fn record_symbol_directive<'a>(
 type Objects<'a> = (Vec<DataObj<'a>>, HashMap<&'a str, usize>);
 
 fn find_objects<'a>(
-    stmts: &[Stmt<'a>],
+    stmts: &Lexed<'a>,
     sec_of: &[SecId],
-    group_of: &[u32],
+    groups: &[Group<'a>],
     sections: &Sections<'a>,
     symbols: &mut HashMap<&'a str, SymInfo<'a>>,
 ) -> Objects<'a> {
@@ -445,9 +433,14 @@ fn find_objects<'a>(
     let mut local_data = HashMap::new();
     let mut open: Option<usize> = None;
     let mut pending_align: Option<(&'a str, &'a str, SecId)> = None;
-    for (i, st) in stmts.iter().enumerate() {
+    let mut next_group = 0;
+    for (i, st) in stmts.range(..).enumerate() {
         let sec = sec_of[i];
-        let in_data = group_of[i] == NO_GROUP && sections.get(sec).kind == SecKind::Data;
+        while next_group < groups.len() && groups[next_group].end < i {
+            next_group += 1;
+        }
+        let in_group = groups.get(next_group).is_some_and(|g| g.start <= i);
+        let in_data = !in_group && sections.get(sec).kind == SecKind::Data;
         match st.kind {
             Kind::Directive { name, .. }
                 if in_data && open.is_some() && is_data_directive(name) =>

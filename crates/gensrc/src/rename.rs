@@ -45,7 +45,7 @@ fn owners<'a>(m: &Model<'a>) -> HashMap<&'a str, String> {
     let mut out: HashMap<&'a str, String> = HashMap::new();
     for g in &m.groups {
         let gshape = shape(g.name()).into_owned();
-        for st in &m.lexed.stmts[g.start..=g.end] {
+        for st in m.lexed.range(g.start..=g.end) {
             let text = match st.kind {
                 Kind::Instruction { operands, .. } => operands,
                 Kind::Directive { name, args } if name != ".loc" && name != ".file" => args,

@@ -73,10 +73,10 @@ fn display_name(name: &str) -> &str {
 }
 
 /// Writes next to the target and renames, so a failure leaves no file.
-fn write_output(name: &str, text: &str) -> Result<()> {
+fn write_output(name: &str, produce: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
     if name == "-" {
-        let mut out = std::io::stdout().lock();
-        out.write_all(text.as_bytes()).context("writing stdout")?;
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        produce(&mut out)?;
         return out.flush().context("writing stdout");
     }
     let path = Path::new(name);
@@ -92,11 +92,19 @@ fn write_output(name: &str, text: &str) -> Result<()> {
         file_name.to_string_lossy(),
         std::process::id()
     ));
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| {
+    let result = (|| {
+        let file =
+            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let mut w = std::io::BufWriter::new(file);
+        produce(&mut w)?;
+        w.flush()
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {name}", tmp.display()))
+    })();
+    if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
-        format!("renaming {} to {name}", tmp.display())
-    })
+    }
+    result
 }
 
 /// Wrong usage: clap's message format and exit status 2.
@@ -113,7 +121,9 @@ fn run(args: Args) -> Result<()> {
         }
         let text = read_input(&args.inputs[0])?;
         let out = gensrc::dbg_filter(display_name(&args.inputs[0]), &text)?;
-        return write_output(&args.output, &out);
+        return write_output(&args.output, |w| {
+            w.write_all(out.as_bytes()).context("writing the output")
+        });
     }
     if args.inputs.len() != 2 {
         usage_error(&format!(
@@ -135,19 +145,24 @@ fn run(args: Args) -> Result<()> {
         force_gotpcrel: args.force_gotpcrel,
         keep_line_changes: args.keep_line_changes,
     };
-    let outcome = gensrc::diff(
-        display_name(&args.inputs[0]),
-        &orig,
-        display_name(&args.inputs[1]),
-        &patched,
-        &opts,
-    )?;
-    write_output(&args.output, &outcome.text)?;
+    let mut report = None;
+    write_output(&args.output, |w| {
+        report = Some(gensrc::diff_to(
+            display_name(&args.inputs[0]),
+            &orig,
+            display_name(&args.inputs[1]),
+            &patched,
+            &opts,
+            w,
+        )?);
+        Ok(())
+    })?;
+    let report = report.expect("set on success");
     if args.json {
-        let json = serde_json::to_string_pretty(&outcome.report).context("encoding the report")?;
+        let json = serde_json::to_string_pretty(&report).context("encoding the report")?;
         println!("{json}");
     } else {
-        eprint!("{}", outcome.report.to_text());
+        eprint!("{}", report.to_text());
     }
     Ok(())
 }
