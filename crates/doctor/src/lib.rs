@@ -1,3 +1,44 @@
-//! doctor: placeholder, filled by its owner.
+//! doctor: the apply side of live patching. It holds a running process (the
+//! patient), maps its ELF objects, loads a `.kpatch` into memory next to
+//! the object it targets, resolves and relocates it, waits until no thread
+//! is inside a function being replaced, and redirects those functions with
+//! jumps; `unpatch` undoes exactly that.
+//!
+//! Read it top-down in the order of the seed's walk-through: `patient`
+//! (hold every thread) -> `maps`/`object` (what is loaded where) -> `patch`
+//! (the file) -> `layout`/`region` (where it goes) -> `resolve` -> `relocate`
+//! -> `safety` (with `unwind`) -> `hunk` -> `record` (what we leave behind
+//! for `unpatch`/`info`); `apply` and `unpatch` drive the flow.
+//!
+//! It must never leave a patient stopped or half-patched, never write to a
+//! patient before everything that can fail without writing has been
+//! checked, and never parse assembly or build patches (that is the build
+//! side). `unsafe` lives in `ptrace` alone.
 
+pub mod apply;
+pub mod error;
+pub mod hunk;
+pub mod info;
+pub mod jump_table;
+pub mod layout;
+pub mod maps;
+pub mod object;
+pub mod patch;
+pub mod patient;
+mod ptrace;
+pub mod record;
+pub mod region;
+pub mod relocate;
+pub mod report;
+pub mod resolve;
+pub mod safety;
+pub mod storage;
+mod syscall;
+mod undo_log;
+pub mod unpatch;
 pub mod unwind;
+
+pub use apply::{Options, patch_process};
+pub use error::{Error, Result};
+pub use report::{PatchOutcome, ProcessReport};
+pub use unpatch::unpatch_process;

@@ -1,4 +1,314 @@
-fn main() {
-    eprintln!("libcare-ctl: not implemented yet");
-    std::process::exit(1);
+//! libcare-ctl: apply, remove and list live patches in running processes.
+//! A thin front end over the `doctor` crate: argument parsing, choosing the
+//! processes, printing one line (or one JSON object) per process.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use doctor::storage::Storage;
+
+#[derive(Parser)]
+#[command(
+    name = "libcare-ctl",
+    about = "Apply, remove and list live patches in running processes",
+    version
+)]
+struct Cli {
+    /// More log detail (-v: steps and stop time, -vv: debug)
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply a patch (file, directory of <BuildID>.kpatch, or storage) to a process
+    #[command(alias = "patch-user")]
+    Patch {
+        /// Process id, or `all`
+        #[arg(short = 'p', long = "pid", value_name = "PID|all")]
+        pid: String,
+        /// Print one JSON object per process on stdout
+        #[arg(short = 'j', long = "json")]
+        json: bool,
+        /// Seconds to wait for a moment when no thread runs a replaced function
+        #[arg(long = "timeout", value_name = "SECS", default_value_t = 3.0)]
+        timeout: f64,
+        /// A .kpatch file, a directory of <BuildID>.kpatch, or <BuildID>/<level>/kpatch.bin storage
+        #[arg(value_name = "PATCH")]
+        patch: PathBuf,
+    },
+    /// Remove applied patches (all, or those named by BuildID or object name)
+    #[command(alias = "unpatch-user")]
+    Unpatch {
+        #[arg(short = 'p', long = "pid", value_name = "PID|all")]
+        pid: String,
+        #[arg(short = 'j', long = "json")]
+        json: bool,
+        #[arg(long = "timeout", value_name = "SECS", default_value_t = 3.0)]
+        timeout: f64,
+        /// BuildIDs or object names to remove (default: every patch)
+        #[arg(value_name = "BuildID|name")]
+        which: Vec<String>,
+    },
+    /// List objects and applied patches of processes
+    #[command(alias = "info-user")]
+    Info {
+        #[arg(
+            short = 'p',
+            long = "pid",
+            value_name = "PID|all",
+            default_value = "all"
+        )]
+        pid: String,
+        /// Only objects with this BuildID
+        #[arg(short = 'b', long = "buildid", value_name = "BUILDID")]
+        build_id: Option<String>,
+        /// Only objects that have a patch in this storage
+        #[arg(short = 's', long = "storage", value_name = "STORAGE")]
+        storage: Option<PathBuf>,
+        /// Only processes whose name matches (substring; ^ and $ anchor)
+        #[arg(short = 'r', long = "regexp", value_name = "REGEXP")]
+        regexp: Option<String>,
+        #[arg(short = 'j', long = "json")]
+        json: bool,
+    },
+}
+
+/// Target processes: one pid, or every process but us and init.
+fn pids(arg: &str) -> Result<(Vec<i32>, bool)> {
+    if arg == "all" {
+        let me = std::process::id() as i32;
+        let mut v: Vec<i32> = std::fs::read_dir("/proc")
+            .context("/proc")?
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .filter(|&p| p != me && p != 1)
+            .collect();
+        v.sort_unstable();
+        return Ok((v, true));
+    }
+    match arg.parse::<i32>() {
+        Ok(p) if p > 0 => Ok((vec![p], false)),
+        _ => bail!("bad pid {arg:?}: expected a number or `all`"),
+    }
+}
+
+fn timeout(secs: f64) -> Result<Duration> {
+    Duration::try_from_secs_f64(secs).map_err(|_| anyhow::anyhow!("bad --timeout {secs}"))
+}
+
+fn emit(json: bool, value: &impl serde::Serialize, human: impl std::fmt::Display) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(value).expect("reports serialize")
+        );
+    } else {
+        println!("{human}");
+    }
+}
+
+fn failed(json: bool, pid: i32, e: &doctor::Error) {
+    eprintln!("libcare-ctl: {e}");
+    if json {
+        let mut r = doctor::ProcessReport::new(pid);
+        r.status = "failed".into();
+        r.error = Some(e.to_string());
+        println!("{}", serde_json::to_string(&r).expect("reports serialize"));
+    }
+}
+
+fn patch(pid_arg: &str, json: bool, secs: f64, path: &PathBuf) -> Result<bool> {
+    let storage = Storage::open(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let opts = doctor::Options {
+        timeout: timeout(secs)?,
+    };
+    let (pids, all) = pids(pid_arg)?;
+    let mut ok = true;
+    for pid in pids {
+        let patches = match patches_for(&storage, pid) {
+            Ok(p) if p.is_empty() && all => continue,
+            Ok(p) if p.is_empty() => {
+                failed(
+                    json,
+                    pid,
+                    &doctor::Error::Storage {
+                        path: path.clone(),
+                        why: format!("no patch for any object of process {pid}"),
+                    },
+                );
+                ok = false;
+                continue;
+            }
+            Ok(p) => p,
+            Err(doctor::Error::NoSuchProcess { .. }) if all => continue,
+            Err(e) => {
+                failed(json, pid, &e);
+                ok = false;
+                continue;
+            }
+        };
+        match doctor::patch_process(pid, &patches, &opts) {
+            Ok(r) => emit(json, &r, &r),
+            Err(doctor::Error::NoTarget { .. } | doctor::Error::NoSuchProcess { .. }) if all => {}
+            Err(e) => {
+                failed(json, pid, &e);
+                ok = false;
+            }
+        }
+    }
+    Ok(ok)
+}
+
+/// The patches in `storage` for the objects of `pid` (for a single file:
+/// that file, whatever it targets).
+fn patches_for(storage: &Storage, pid: i32) -> doctor::Result<Vec<doctor::patch::Patch>> {
+    if let Storage::File(_) = storage {
+        return storage.patches_for([]);
+    }
+    let maps = doctor::maps::read(pid)?;
+    let objects = doctor::object::loaded_objects(pid, &maps)?;
+    storage.patches_for(objects.iter().map(|o| o.build_id.as_str()))
+}
+
+fn unpatch(pid_arg: &str, json: bool, secs: f64, which: &[String]) -> Result<bool> {
+    let (pids, all) = pids(pid_arg)?;
+    let t = timeout(secs)?;
+    let mut ok = true;
+    for pid in pids {
+        if all && !has_patches(pid) {
+            continue;
+        }
+        match doctor::unpatch_process(pid, which, t) {
+            Ok(r) => emit(json, &r, &r),
+            Err(doctor::Error::NoSuchProcess { .. }) if all => {}
+            Err(e) => {
+                failed(json, pid, &e);
+                ok = false;
+            }
+        }
+    }
+    Ok(ok)
+}
+
+fn has_patches(pid: i32) -> bool {
+    doctor::maps::read(pid)
+        .and_then(|m| doctor::record::scan(pid, &m))
+        .is_ok_and(|r| !r.is_empty())
+}
+
+fn comm(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|s| s.trim_end().to_string())
+        .unwrap_or_default()
+}
+
+fn name_matches(name: &str, re: &str) -> bool {
+    let (anchored_start, re) = re.strip_prefix('^').map_or((false, re), |r| (true, r));
+    let (anchored_end, re) = re.strip_suffix('$').map_or((false, re), |r| (true, r));
+    match (anchored_start, anchored_end) {
+        (true, true) => name == re,
+        (true, false) => name.starts_with(re),
+        (false, true) => name.ends_with(re),
+        (false, false) => name.contains(re),
+    }
+}
+
+fn info(
+    pid_arg: &str,
+    json: bool,
+    build_id: Option<&str>,
+    storage: Option<&PathBuf>,
+    regexp: Option<&str>,
+) -> Result<bool> {
+    let storage = storage
+        .map(|s| Storage::open(s).map_err(|e| anyhow::anyhow!("{e}")))
+        .transpose()?;
+    let (pids, all) = pids(pid_arg)?;
+    let mut ok = true;
+    for pid in pids {
+        if regexp.is_some_and(|re| !name_matches(&comm(pid), re)) {
+            continue;
+        }
+        match doctor::info::info_process(pid, storage.as_ref(), build_id) {
+            Ok(i) if all && i.objects.is_empty() && i.patches.is_empty() => {}
+            Ok(i) => {
+                let mut human = format!("pid {} ({}):", pid, comm(pid));
+                for o in &i.objects {
+                    human.push_str(&format!("\n  {} {} at {:#x}", o.build_id, o.name, o.start));
+                }
+                for p in &i.patches {
+                    human.push_str(&format!(
+                        "\n  patch {} (level {}) for {} at {:#x}: {}",
+                        p.build_id,
+                        p.level,
+                        p.object,
+                        p.region,
+                        p.functions.join(", ")
+                    ));
+                }
+                emit(json, &i, human);
+            }
+            Err(_) if all => {}
+            Err(e) => {
+                failed(json, pid, &e);
+                ok = false;
+            }
+        }
+    }
+    Ok(ok)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => tracing::Level::WARN,
+        1 => tracing::Level::INFO,
+        _ => tracing::Level::DEBUG,
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+    let result = match &cli.command {
+        Command::Patch {
+            pid,
+            json,
+            timeout,
+            patch: p,
+        } => patch(pid, *json, *timeout, p),
+        Command::Unpatch {
+            pid,
+            json,
+            timeout,
+            which,
+        } => unpatch(pid, *json, *timeout, which),
+        Command::Info {
+            pid,
+            build_id,
+            storage,
+            regexp,
+            json,
+        } => info(
+            pid,
+            *json,
+            build_id.as_deref(),
+            storage.as_ref(),
+            regexp.as_deref(),
+        ),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("libcare-ctl: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

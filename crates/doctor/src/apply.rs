@@ -1,0 +1,384 @@
+//! `patch`: the seed's `kpatch_process_patches`, top-down.
+//!
+//! Before the patient stops: map its objects, pick the patches whose BuildID
+//! matches one, skip those already applied, choose a region address, resolve
+//! and relocate into a local image, plan the hunks. While it is stopped:
+//! allocate the region, write it in one go, wait until no thread is inside a
+//! function being replaced, write the hunks, release. Any failure after the
+//! first write undoes every write.
+
+use std::time::{Duration, SystemTime};
+
+use kpatch_file::{INFO_ENTRY_SIZE, InfoEntry};
+
+use crate::error::{Error, Result};
+use crate::hunk::{self, Hunk};
+use crate::layout::{self, Layout};
+use crate::maps::{self, Mapping};
+use crate::object::{self, LoadedObject};
+use crate::patch::Patch;
+use crate::patient::{self, Held};
+use crate::record::{self, Record};
+use crate::region;
+use crate::relocate;
+use crate::report::{PatchOutcome, ProcessReport};
+use crate::resolve::{self, Context};
+use crate::safety::{Busy, Checker};
+use crate::undo_log::{Undo, UndoLog};
+use crate::unpatch;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// How long to wait for a safe moment.
+    pub timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// A patch made ready for one region address.
+struct Prepared {
+    patch: usize,
+    target: usize,
+    base: u64,
+    image: Vec<u8>,
+    hunks: Vec<Hunk>,
+    entries: Vec<InfoEntry>,
+}
+
+/// Applies those of `patches` that target an object of `pid`.
+///
+/// Errors with `NoTarget` when none of them matches any object; a patch that
+/// is already applied is reported as such and not applied again.
+pub fn patch_process(pid: i32, patches: &[Patch], opts: &Options) -> Result<ProcessReport> {
+    if !patient::exists(pid) {
+        return Err(Error::NoSuchProcess { pid });
+    }
+    let maps = maps::read(pid)?;
+    let objects = object::loaded_objects(pid, &maps)?;
+    let applied = record::scan(pid, &maps)?;
+    let mut report = ProcessReport::new(pid);
+    let mut todo = Vec::new();
+    let mut replace = Vec::new();
+    for (pi, p) in patches.iter().enumerate() {
+        let Some(ti) = objects.iter().position(|o| o.build_id == p.header.build_id) else {
+            continue;
+        };
+        let same_object: Vec<&Record> = applied
+            .iter()
+            .filter(|r| r.build_id == p.header.build_id && r.object_start == objects[ti].start)
+            .collect();
+        if let Some(r) = same_object.iter().find(|r| r.digest == p.digest) {
+            report
+                .patches
+                .push(PatchOutcome::from_record(r, "already applied"));
+            continue;
+        }
+        if let Some(r) = same_object
+            .iter()
+            .find(|r| r.level >= p.level() && p.level() > 0)
+        {
+            report
+                .patches
+                .push(PatchOutcome::from_record(r, "newer or equal level applied"));
+            continue;
+        }
+        replace.extend(same_object.iter().map(|r| (*r).clone()));
+        todo.push((pi, ti));
+    }
+    if todo.is_empty() {
+        if report.patches.is_empty() {
+            return Err(Error::NoTarget {
+                pid,
+                build_id: patches
+                    .iter()
+                    .map(|p| p.header.build_id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+        report.status = "already applied".into();
+        return Ok(report);
+    }
+
+    let checker = Checker::new(pid, &objects, &maps);
+    let mut prepared = Vec::new();
+    let mut taken: Vec<Mapping> = maps.clone();
+    for &(pi, ti) in &todo {
+        let p = prepare_anywhere(pid, &patches[pi], pi, ti, &objects, &taken)?;
+        taken.push(Mapping {
+            start: p.base,
+            end: p.base + p.image.len() as u64,
+            perms: "rwxp".into(),
+            offset: 0,
+            inode: 0,
+            path: String::new(),
+        });
+        prepared.push(p);
+    }
+
+    let mut held = Held::hold(pid)?;
+    let mut undo = UndoLog::default();
+    let result = switch(
+        &mut held,
+        &mut prepared,
+        &replace,
+        patches,
+        &objects,
+        &checker,
+        opts,
+        &mut undo,
+    );
+    if let Err(e) = result {
+        undo.roll_back(&mut held);
+        report.stopped_us = held.stopped_for().as_micros() as u64;
+        drop(held);
+        return Err(e);
+    }
+    report.stopped_us = held.stopped_for().as_micros() as u64;
+    drop(held);
+    for p in &prepared {
+        let names = p.hunks.iter().map(|h| h.function.clone()).collect();
+        report.patches.push(PatchOutcome {
+            build_id: patches[p.patch].header.build_id.clone(),
+            object: objects[p.target].name.clone(),
+            level: patches[p.patch].level(),
+            region: p.base,
+            functions: names,
+            state: "applied".into(),
+        });
+    }
+    report.status = "patched".into();
+    Ok(report)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn switch(
+    held: &mut Held,
+    prepared: &mut [Prepared],
+    replace: &[Record],
+    patches: &[Patch],
+    objects: &[LoadedObject],
+    checker: &Checker,
+    opts: &Options,
+    undo: &mut UndoLog,
+) -> Result<()> {
+    for p in prepared.iter_mut() {
+        let len = p.image.len() as u64;
+        match held.mmap_fixed(p.base, len) {
+            Ok(_) => {}
+            Err(Error::RemoteSyscall {
+                errno: nix::errno::Errno::EEXIST,
+                ..
+            }) => {
+                // Someone mapped our spot since we looked: prepare again.
+                let maps = maps::read(held.pid())?;
+                let again = prepare_anywhere(
+                    held.pid(),
+                    &patches[p.patch],
+                    p.patch,
+                    p.target,
+                    objects,
+                    &maps,
+                )?;
+                *p = again;
+                held.mmap_fixed(p.base, p.image.len() as u64)?;
+            }
+            Err(e) => return Err(e),
+        }
+        undo.push(Undo::Unmap {
+            base: p.base,
+            len: p.image.len() as u64,
+        });
+        held.write(p.base, &p.image)?;
+    }
+    let mut busy: Vec<Busy> = Vec::new();
+    for p in prepared.iter() {
+        for (h, e) in p
+            .hunks
+            .iter()
+            .zip(p.entries.iter().filter(|e| !e.is_new_function()))
+        {
+            busy.push(Busy {
+                function: h.function.clone(),
+                start: e.daddr,
+                end: e.daddr + u64::from(e.dlen),
+            });
+        }
+    }
+    for r in replace {
+        busy.extend(unpatch::busy_ranges(r));
+    }
+    checker.wait_until_safe(held, &busy, opts.timeout)?;
+    // Lower patch levels being replaced go first, newest first.
+    for r in replace.iter().rev() {
+        unpatch::restore(held, r, undo)?;
+    }
+    for p in prepared.iter() {
+        for h in &p.hunks {
+            let mut now = vec![0u8; h.saved.len()];
+            held.read(h.addr, &mut now)?;
+            if now != h.saved {
+                return Err(Error::Thread {
+                    pid: held.pid(),
+                    tid: held.pid(),
+                    what: format!(
+                        "changed the code of `{}` at {:#x} while we prepared the patch",
+                        h.function, h.addr
+                    ),
+                });
+            }
+            undo.push(Undo::Restore {
+                addr: h.addr,
+                bytes: h.saved.clone(),
+            });
+            held.write(h.addr, &h.bytes)?;
+            tracing::info!("{}: jump at {:#x} -> {:#x}", h.function, h.addr, h.target);
+        }
+    }
+    unpatch::release_regions(held, replace);
+    Ok(())
+}
+
+/// Prepares `patch` at the nearest workable region address.
+fn prepare_anywhere(
+    pid: i32,
+    patch: &Patch,
+    pi: usize,
+    ti: usize,
+    objects: &[LoadedObject],
+    maps: &[Mapping],
+) -> Result<Prepared> {
+    let layout = layout::plan(patch);
+    let target = &objects[ti];
+    let base = region::candidates(maps, target.start, target.end, layout.size)
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::NoRoom {
+            pid,
+            object: target.name.clone(),
+            size: layout.size,
+        })?;
+    prepare(pid, patch, &layout, pi, ti, objects, base)
+}
+
+fn prepare(
+    pid: i32,
+    patch: &Patch,
+    layout: &Layout,
+    pi: usize,
+    ti: usize,
+    objects: &[LoadedObject],
+    base: u64,
+) -> Result<Prepared> {
+    let target = &objects[ti];
+    let cx = Context {
+        pid,
+        patch,
+        layout,
+        base,
+        target,
+        objects,
+    };
+    let values = resolve::resolve(&cx)?;
+    let mut image = relocate::build_image(patch, layout, base, &values)?;
+    let entries = info_entries(patch, layout, &image)?;
+    let bad_entry = |why: String| Error::Elf {
+        what: patch.display(),
+        detail: format!(".kpatch.info: {why}"),
+    };
+    let mut hunks = Vec::new();
+    for e in &entries {
+        let name = function_name(e, base, &image);
+        if e.saddr < base || e.saddr + u64::from(e.slen) > base + image.len() as u64 {
+            return Err(bad_entry(format!(
+                "new code of `{name}` at {:#x} is outside the patch",
+                e.saddr
+            )));
+        }
+        if e.is_new_function() {
+            continue;
+        }
+        if e.daddr < target.start || e.daddr + u64::from(e.dlen) > target.end {
+            return Err(bad_entry(format!(
+                "`{name}` at {:#x} is outside {} ({:#x}..{:#x})",
+                e.daddr, target.name, target.start, target.end
+            )));
+        }
+        let mut head = [0u8; 16];
+        patient::read_memory(pid, e.daddr, &mut head)?;
+        if let Some(h) = hunk::plan(e, &name, &head)? {
+            hunks.push(h);
+        }
+    }
+    let mut header = patch.header_bytes.clone();
+    header[364..368].copy_from_slice(&(layout.jump_table as u32).to_le_bytes());
+    image[..kpatch_file::HEADER_SIZE].copy_from_slice(&header);
+    let applied_ns = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    Record {
+        base,
+        region_len: image.len() as u64,
+        digest: patch.digest,
+        applied_ns,
+        object_start: target.start,
+        object: target.name.clone(),
+        build_id: patch.header.build_id.clone(),
+        modulename: patch.header.modulename.clone(),
+        level: patch.level(),
+        hunks: hunks.iter().map(Hunk::saved_hunk).collect(),
+        entries: entries.clone(),
+    }
+    .encode_into(&mut image, layout.record_cap);
+    Ok(Prepared {
+        patch: pi,
+        target: ti,
+        base,
+        image,
+        hunks,
+        entries,
+    })
+}
+
+fn info_entries(patch: &Patch, layout: &Layout, image: &[u8]) -> Result<Vec<InfoEntry>> {
+    let mut out = Vec::new();
+    for (i, s) in patch.sections.iter().enumerate() {
+        if s.name != ".kpatch.info" {
+            continue;
+        }
+        let off = layout.section_offset[i].expect(".kpatch.info is loaded") as usize;
+        let len = (s.size as usize) / INFO_ENTRY_SIZE * INFO_ENTRY_SIZE;
+        out.extend(
+            kpatch_file::parse_info(&image[off..off + len]).map_err(|e| Error::Elf {
+                what: patch.display(),
+                detail: e.to_string(),
+            })?,
+        );
+    }
+    Ok(out)
+}
+
+/// The patched function's name from `.kpatch.strtab`, without `.kpatch`.
+fn function_name(e: &InfoEntry, base: u64, image: &[u8]) -> String {
+    let fallback = || format!("function at {:#x}", e.daddr);
+    let Some(off) = e.symstr.checked_sub(base).map(|o| o as usize) else {
+        return fallback();
+    };
+    let Some(tail) = image.get(off..) else {
+        return fallback();
+    };
+    let end = tail.iter().position(|&b| b == 0).unwrap_or(0).min(256);
+    if end == 0 {
+        return fallback();
+    }
+    let name = String::from_utf8_lossy(&tail[..end]).into_owned();
+    name.strip_suffix(".kpatch")
+        .map(str::to_string)
+        .unwrap_or(name)
+}

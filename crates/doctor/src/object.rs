@@ -1,0 +1,335 @@
+//! The ELF objects loaded in the patient: where each file is mapped, its load
+//! bias, BuildID, section headers and symbol tables.
+//!
+//! Files are opened through `/proc/PID/map_files`, so what we read is what is
+//! mapped even if the file on disk was replaced since.
+
+use std::path::PathBuf;
+
+use object::elf;
+use object::read::elf::{ElfFile64, FileHeader, ProgramHeader, Rela, SectionHeader, Sym};
+use object::{LittleEndian as LE, Object, ObjectSection, SymbolIndex};
+
+use crate::error::{Error, Result};
+use crate::maps::Mapping;
+
+/// One ELF file mapped in the patient.
+pub struct LoadedObject {
+    /// Path as the kernel reports it (`/usr/lib/.../libc.so.6`).
+    pub name: String,
+    /// Lowest and highest address of its mappings.
+    pub start: u64,
+    pub end: u64,
+    /// Address = bias + ELF virtual address.
+    pub bias: u64,
+    /// Lowercase hex, empty if the file has none.
+    pub build_id: String,
+    /// The main program (contains the entry point from the auxiliary vector).
+    pub is_main: bool,
+    data: Vec<u8>,
+}
+
+/// A symbol found in a loaded object, at its run-time address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Found {
+    pub addr: u64,
+    pub size: u64,
+    /// `STT_*`.
+    pub kind: u8,
+    /// `st_value` as in the file (TLS offset for `STT_TLS`).
+    pub value: u64,
+}
+
+fn elf_err(what: &str) -> impl FnOnce(object::Error) -> Error + '_ {
+    move |e| Error::Elf {
+        what: what.to_string(),
+        detail: e.to_string(),
+    }
+}
+
+impl LoadedObject {
+    /// Builds an object from its file bytes and its mappings (all of one file).
+    pub fn new(name: String, data: Vec<u8>, mappings: &[&Mapping]) -> Result<Self> {
+        let file = ElfFile64::<LE>::parse(&*data).map_err(elf_err(&name))?;
+        let build_id = file
+            .build_id()
+            .map_err(elf_err(&name))?
+            .map(hex)
+            .unwrap_or_default();
+        let first = mappings
+            .iter()
+            .min_by_key(|m| m.offset)
+            .expect("an object has at least one mapping");
+        let e = LE;
+        let mut bias = None;
+        for ph in file.elf_program_headers() {
+            if ph.p_type(e) != elf::PT_LOAD {
+                continue;
+            }
+            let off = ph.p_offset(e);
+            if off >= first.offset && off < first.offset + (first.end - first.start) {
+                bias = Some((first.start + (off - first.offset)).wrapping_sub(ph.p_vaddr(e)));
+                break;
+            }
+        }
+        let bias = bias.ok_or_else(|| Error::Elf {
+            what: name.clone(),
+            detail: format!(
+                "no PT_LOAD segment matches its mapping at {:#x} (offset {:#x})",
+                first.start, first.offset
+            ),
+        })?;
+        let start = mappings.iter().map(|m| m.start).min().unwrap_or(0);
+        let end = mappings.iter().map(|m| m.end).max().unwrap_or(0);
+        Ok(LoadedObject {
+            name,
+            start,
+            end,
+            bias,
+            build_id,
+            is_main: false,
+            data,
+        })
+    }
+
+    fn elf(&self) -> ElfFile64<'_, LE> {
+        ElfFile64::<LE>::parse(&*self.data).expect("parsed once in new()")
+    }
+
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// Short name for messages: the file name.
+    pub fn short_name(&self) -> &str {
+        self.name.rsplit('/').next().unwrap_or(&self.name)
+    }
+
+    /// Run-time address and size of the section called `name`.
+    pub fn section(&self, name: &str) -> Option<(u64, u64)> {
+        let f = self.elf();
+        let s = f.section_by_name(name)?;
+        Some((self.bias.wrapping_add(s.address()), s.size()))
+    }
+
+    /// The exported definition of `name` (dynamic symbol table, as the dynamic
+    /// linker would see it). `version` picks among several versions of one
+    /// name; without it, the default version wins.
+    pub fn lookup_exported(&self, name: &str, version: Option<&str>) -> Option<Found> {
+        let f = self.elf();
+        let e = LE;
+        let table = f.elf_dynamic_symbol_table();
+        let versions = f
+            .elf_section_table()
+            .versions(e, &*self.data)
+            .ok()
+            .flatten();
+        let mut fallback = None;
+        for (i, sym) in table.enumerate() {
+            if sym.st_shndx(e) == elf::SHN_UNDEF {
+                continue;
+            }
+            let bind = sym.st_bind();
+            if bind != elf::STB_GLOBAL && bind != elf::STB_WEAK && bind != elf::STB_GNU_UNIQUE {
+                continue;
+            }
+            if sym.st_visibility() == elf::STV_HIDDEN || sym.st_visibility() == elf::STV_INTERNAL {
+                continue;
+            }
+            if table.symbol_name(e, sym).ok() != Some(name.as_bytes()) {
+                continue;
+            }
+            let found = self.found(sym);
+            let Some(vt) = versions.as_ref() else {
+                return Some(found);
+            };
+            let vi = vt.version_index(e, SymbolIndex(i.0));
+            let vname = vt
+                .version(vi)
+                .ok()
+                .flatten()
+                .map(|v| String::from_utf8_lossy(v.name()).into_owned());
+            match (version, vname.as_deref()) {
+                (Some(want), Some(have)) if want == have => return Some(found),
+                _ if !vi.is_hidden() => {
+                    if version.is_none() {
+                        return Some(found);
+                    }
+                    fallback = Some(found);
+                }
+                _ => {
+                    if fallback.is_none() && version.is_none() {
+                        fallback = Some(found);
+                    }
+                }
+            }
+        }
+        fallback
+    }
+
+    /// Any definition of `name` in the full symbol table (locals included).
+    pub fn lookup_any(&self, name: &str) -> Option<Found> {
+        let f = self.elf();
+        let e = LE;
+        let table = f.elf_symbol_table();
+        table
+            .iter()
+            .find(|s| {
+                s.st_shndx(e) != elf::SHN_UNDEF
+                    && table.symbol_name(e, s).ok() == Some(name.as_bytes())
+            })
+            .map(|s| self.found(s))
+    }
+
+    fn found(&self, sym: &elf::Sym64<LE>) -> Found {
+        let e = LE;
+        let value = sym.st_value(e);
+        let kind = sym.st_type();
+        let addr = if kind == elf::STT_TLS || sym.st_shndx(e) == elf::SHN_ABS {
+            value
+        } else {
+            self.bias.wrapping_add(value)
+        };
+        Found {
+            addr,
+            size: sym.st_size(e),
+            kind,
+            value,
+        }
+    }
+
+    /// The function (from `.symtab`, else `.dynsym`) containing `addr`.
+    pub fn function_at(&self, addr: u64) -> Option<String> {
+        let f = self.elf();
+        let e = LE;
+        let rel = addr.wrapping_sub(self.bias);
+        for table in [f.elf_symbol_table(), f.elf_dynamic_symbol_table()] {
+            for s in table.iter() {
+                if s.st_type() == elf::STT_FUNC
+                    && s.st_shndx(e) != elf::SHN_UNDEF
+                    && rel >= s.st_value(e)
+                    && rel < s.st_value(e) + s.st_size(e).max(1)
+                {
+                    return table
+                        .symbol_name(e, s)
+                        .ok()
+                        .map(|n| String::from_utf8_lossy(n).into_owned());
+                }
+            }
+        }
+        None
+    }
+
+    /// Dynamic relocations of this object that import `name` into a GOT slot
+    /// (`GLOB_DAT`, `JUMP_SLOT`, `64`): run-time slot addresses.
+    pub fn import_slots(&self, name: &str) -> Vec<u64> {
+        let f = self.elf();
+        let e = LE;
+        let mut out = Vec::new();
+        let sections = f.elf_section_table();
+        for sh in sections.iter() {
+            let Ok(Some((relas, link))) = sh.rela(e, &*self.data) else {
+                continue;
+            };
+            let Ok(symtab) = sections.symbol_table_by_index(e, &*self.data, link) else {
+                continue;
+            };
+            if sh.sh_flags(e) & u64::from(elf::SHF_ALLOC) == 0 {
+                continue;
+            }
+            for r in relas {
+                let t = r.r_type(e, false);
+                if t != elf::R_X86_64_GLOB_DAT
+                    && t != elf::R_X86_64_JUMP_SLOT
+                    && t != elf::R_X86_64_64
+                {
+                    continue;
+                }
+                let si = r.r_sym(e, false) as usize;
+                let Ok(sym) = symtab.symbol(SymbolIndex(si)) else {
+                    continue;
+                };
+                if symtab.symbol_name(e, sym).ok() == Some(name.as_bytes()) {
+                    out.push(self.bias.wrapping_add(r.r_offset(e)));
+                }
+            }
+        }
+        out
+    }
+
+    /// The PT_TLS segment: (vaddr, memsz, align), if the object has thread-locals.
+    pub fn tls_segment(&self) -> Option<(u64, u64, u64)> {
+        let f = self.elf();
+        let e = LE;
+        f.elf_program_headers()
+            .iter()
+            .find(|ph| ph.p_type(e) == elf::PT_TLS)
+            .map(|ph| (ph.p_vaddr(e), ph.p_memsz(e), ph.p_align(e)))
+    }
+
+    pub fn elf_type(&self) -> u16 {
+        self.elf().elf_header().e_type(LE)
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Every ELF object mapped in `pid`, in address order.
+pub fn loaded_objects(pid: i32, maps: &[Mapping]) -> Result<Vec<LoadedObject>> {
+    let entry = auxv_entry(pid);
+    let mut groups: Vec<(String, Vec<&Mapping>)> = Vec::new();
+    for m in maps.iter().filter(|m| m.file_backed()) {
+        match groups.last_mut() {
+            Some((p, g)) if *p == m.path && g.last().is_some_and(|l| l.inode == m.inode) => {
+                g.push(m)
+            }
+            _ => groups.push((m.path.clone(), vec![m])),
+        }
+    }
+    let mut out = Vec::new();
+    for (path, group) in groups {
+        let Some(data) = read_mapped_file(pid, group[0]) else {
+            continue;
+        };
+        if data.len() < 4 || &data[..4] != b"\x7fELF" {
+            continue;
+        }
+        let name = path.trim_end_matches(" (deleted)").to_string();
+        match LoadedObject::new(name, data, &group) {
+            Ok(mut o) => {
+                o.is_main = entry.is_some_and(|a| a >= o.start && a < o.end);
+                out.push(o);
+            }
+            Err(e) => tracing::debug!("skipping {path}: {e}"),
+        }
+    }
+    Ok(out)
+}
+
+fn read_mapped_file(pid: i32, m: &Mapping) -> Option<Vec<u8>> {
+    let via = PathBuf::from(m.map_files_path(pid));
+    let mut head = [0u8; 4];
+    let f = std::fs::File::open(&via)
+        .or_else(|_| std::fs::File::open(m.path.trim_end_matches(" (deleted)")))
+        .ok()?;
+    use std::io::Read;
+    let mut f = f;
+    f.read_exact(&mut head).ok()?;
+    if &head != b"\x7fELF" {
+        return None;
+    }
+    let mut rest = head.to_vec();
+    f.read_to_end(&mut rest).ok()?;
+    Some(rest)
+}
+
+/// `AT_ENTRY` from `/proc/PID/auxv`.
+pub fn auxv_entry(pid: i32) -> Option<u64> {
+    let raw = std::fs::read(format!("/proc/{pid}/auxv")).ok()?;
+    raw.chunks_exact(16).find_map(|c| {
+        let key = u64::from_le_bytes(c[..8].try_into().ok()?);
+        (key == libc::AT_ENTRY).then(|| u64::from_le_bytes(c[8..].try_into().expect("8")))
+    })
+}

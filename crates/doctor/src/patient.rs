@@ -1,0 +1,334 @@
+//! Holding the patient: every thread of a process stopped under ptrace, and
+//! the only way to touch its registers or memory while it is stopped.
+//!
+//! `Held::hold` seizes and interrupts each thread listed in
+//! `/proc/PID/task`, rescanning until a scan finds no new thread (a thread
+//! can clone between our scan and its stop). Dropping `Held` detaches every
+//! thread and re-queues any signal that arrived meanwhile, so no error path
+//! can leave the patient stopped or lose one of its signals.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use crate::error::{Error, Result};
+use crate::ptrace::{self, Regs, Stop};
+
+/// One thread of the patient.
+#[derive(Debug)]
+pub struct Thread {
+    pub tid: i32,
+    /// Registers as they were when the thread stopped (what detach restores).
+    pub regs: Regs,
+    /// Seized and confirmed stopped.
+    stopped: bool,
+}
+
+/// The patient, held. See the module comment.
+pub struct Held {
+    pid: i32,
+    threads: Vec<Thread>,
+    mem: File,
+    /// Signals taken from signal-delivery-stops, re-queued on release.
+    pending: Vec<(i32, Signal)>,
+    held_since: Instant,
+    stopped_total: Duration,
+    /// Address of a `syscall` instruction, found on first use.
+    pub(crate) syscall_insn: Option<u64>,
+}
+
+/// Whether process `pid` exists (as a process, not a thread of another).
+pub fn exists(pid: i32) -> bool {
+    pid > 0 && std::path::Path::new(&format!("/proc/{pid}/task/{pid}")).exists()
+}
+
+fn task_ids(pid: i32) -> Result<BTreeSet<i32>> {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/task")).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            Error::NoSuchProcess { pid }
+        } else {
+            Error::Proc {
+                pid,
+                what: "task list".into(),
+                source,
+            }
+        }
+    })?;
+    Ok(dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect())
+}
+
+impl Held {
+    /// Stops every thread of `pid`.
+    pub fn hold(pid: i32) -> Result<Held> {
+        if !exists(pid) {
+            return Err(Error::NoSuchProcess { pid });
+        }
+        let mem = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(format!("/proc/{pid}/mem"))
+            .map_err(|source| Error::Proc {
+                pid,
+                what: "memory".into(),
+                source,
+            })?;
+        let mut held = Held {
+            pid,
+            threads: Vec::new(),
+            mem,
+            pending: Vec::new(),
+            held_since: Instant::now(),
+            stopped_total: Duration::ZERO,
+            syscall_insn: None,
+        };
+        held.catch_all_threads()?;
+        if held.threads.is_empty() {
+            return Err(Error::NoSuchProcess { pid });
+        }
+        tracing::debug!(pid, threads = held.threads.len(), "patient held");
+        Ok(held)
+    }
+
+    fn catch_all_threads(&mut self) -> Result<()> {
+        loop {
+            let known: BTreeSet<i32> = self.threads.iter().map(|t| t.tid).collect();
+            let new: Vec<i32> = task_ids(self.pid)?
+                .into_iter()
+                .filter(|t| !known.contains(t))
+                .collect();
+            if new.is_empty() {
+                return Ok(());
+            }
+            for &tid in &new {
+                match ptrace::seize(tid) {
+                    Ok(()) => {}
+                    // The thread exited between the scan and the seize.
+                    Err(Error::Ptrace {
+                        source: nix::errno::Errno::ESRCH,
+                        ..
+                    }) => continue,
+                    Err(Error::Ptrace {
+                        source: nix::errno::Errno::EPERM,
+                        ..
+                    }) => {
+                        return Err(Error::Thread {
+                            pid: self.pid,
+                            tid,
+                            what: "cannot be traced (already traced by another tracer, or not permitted)".into(),
+                        });
+                    }
+                    Err(e) => return Err(e),
+                }
+                self.threads.push(Thread {
+                    tid,
+                    regs: zero_regs(),
+                    stopped: false,
+                });
+                ptrace::interrupt(tid)?;
+            }
+            for &tid in &new {
+                if let Some(i) = self.threads.iter().position(|t| t.tid == tid) {
+                    if self.wait_interrupted(tid)? {
+                        let regs = ptrace::getregs(tid)?;
+                        let t = &mut self.threads[i];
+                        t.regs = regs;
+                        t.stopped = true;
+                    } else {
+                        self.threads.remove(i);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits until `tid` sits in the interrupt stop; `false` if it exited.
+    fn wait_interrupted(&mut self, tid: i32) -> Result<bool> {
+        loop {
+            match ptrace::wait(tid)? {
+                Stop::Interrupted => return Ok(true),
+                Stop::Gone => return Ok(false),
+                Stop::Signal(sig) => {
+                    // Keep it for later and let the pending interrupt land.
+                    self.pending.push((tid, sig));
+                    ptrace::cont(tid)?;
+                }
+                Stop::Event(_) => ptrace::cont(tid)?,
+            }
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    pub fn threads(&self) -> &[Thread] {
+        &self.threads
+    }
+
+    /// Lets every thread run for `pause`, then stops them all again (and
+    /// any thread created meanwhile). Used while waiting for a safe moment.
+    pub fn resume_for(&mut self, pause: Duration) -> Result<()> {
+        self.stopped_total += self.held_since.elapsed();
+        for t in &mut self.threads {
+            ptrace::cont(t.tid)?;
+            t.stopped = false;
+        }
+        std::thread::sleep(pause);
+        self.held_since = Instant::now();
+        let tids: Vec<i32> = self.threads.iter().map(|t| t.tid).collect();
+        for &tid in &tids {
+            // ESRCH: the thread exited while running; wait() below sees it.
+            let _ = ptrace::interrupt(tid);
+        }
+        for tid in tids {
+            let i = self
+                .threads
+                .iter()
+                .position(|t| t.tid == tid)
+                .expect("known");
+            if self.wait_interrupted(tid)? {
+                let regs = ptrace::getregs(tid)?;
+                let t = &mut self.threads[i];
+                t.regs = regs;
+                t.stopped = true;
+            } else {
+                self.threads.remove(i);
+            }
+        }
+        self.catch_all_threads()?;
+        if self.threads.is_empty() {
+            return Err(Error::NoSuchProcess { pid: self.pid });
+        }
+        Ok(())
+    }
+
+    /// How long the patient has been stopped so far, summed over holds.
+    pub fn stopped_for(&self) -> Duration {
+        self.stopped_total + self.held_since.elapsed()
+    }
+
+    pub fn read(&self, addr: u64, buf: &mut [u8]) -> Result<()> {
+        read_at(&self.mem, self.pid, addr, buf)
+    }
+
+    pub fn write(&self, addr: u64, bytes: &[u8]) -> Result<()> {
+        let n = self
+            .mem
+            .write_at(bytes, addr)
+            .map_err(|source| Error::Memory {
+                op: "write",
+                pid: self.pid,
+                addr,
+                len: bytes.len(),
+                source,
+            })?;
+        if n != bytes.len() {
+            return Err(Error::Memory {
+                op: "write",
+                pid: self.pid,
+                addr,
+                len: bytes.len(),
+                source: std::io::Error::new(std::io::ErrorKind::WriteZero, "short write"),
+            });
+        }
+        Ok(())
+    }
+
+    /// The thread used to run injected syscalls: the main one if present.
+    pub(crate) fn worker_tid(&self) -> i32 {
+        self.threads
+            .iter()
+            .find(|t| t.tid == self.pid)
+            .unwrap_or(&self.threads[0])
+            .tid
+    }
+
+    pub(crate) fn note_signal(&mut self, tid: i32, sig: Signal) {
+        self.pending.push((tid, sig));
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        for t in &self.threads {
+            if !t.stopped {
+                // Seized but not yet confirmed stopped: stop it so detach works.
+                let _ = ptrace::interrupt(t.tid);
+                let _ = ptrace::wait(t.tid);
+            }
+        }
+        for &(tid, sig) in &self.pending {
+            if let Err(e) = ptrace::tgkill(self.pid, tid, sig) {
+                tracing::warn!("re-queueing {sig} for thread {tid}: {e}");
+            }
+        }
+        for t in &self.threads {
+            if let Err(e) = ptrace::detach(t.tid) {
+                tracing::warn!("detaching thread {}: {e}", t.tid);
+            }
+        }
+        tracing::debug!(
+            pid = self.pid,
+            stopped_us = self.stopped_for().as_micros() as u64,
+            "patient released"
+        );
+    }
+}
+
+fn zero_regs() -> Regs {
+    Regs {
+        r15: 0,
+        r14: 0,
+        r13: 0,
+        r12: 0,
+        rbp: 0,
+        rbx: 0,
+        r11: 0,
+        r10: 0,
+        r9: 0,
+        r8: 0,
+        rax: 0,
+        rcx: 0,
+        rdx: 0,
+        rsi: 0,
+        rdi: 0,
+        orig_rax: 0,
+        rip: 0,
+        cs: 0,
+        eflags: 0,
+        rsp: 0,
+        ss: 0,
+        fs_base: 0,
+        gs_base: 0,
+        ds: 0,
+        es: 0,
+        fs: 0,
+        gs: 0,
+    }
+}
+
+/// Reads remote memory without holding the patient (used to prepare a patch
+/// before stopping anything).
+pub fn read_memory(pid: i32, addr: u64, buf: &mut [u8]) -> Result<()> {
+    let f = File::open(format!("/proc/{pid}/mem")).map_err(|source| Error::Proc {
+        pid,
+        what: "memory".into(),
+        source,
+    })?;
+    read_at(&f, pid, addr, buf)
+}
+
+fn read_at(f: &File, pid: i32, addr: u64, buf: &mut [u8]) -> Result<()> {
+    f.read_exact_at(buf, addr).map_err(|source| Error::Memory {
+        op: "read",
+        pid,
+        addr,
+        len: buf.len(),
+        source,
+    })
+}

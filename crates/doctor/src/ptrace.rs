@@ -1,0 +1,106 @@
+//! The ptrace and signal primitives the doctor uses on one thread at a time.
+//!
+//! This is the only module of the crate allowed to use `unsafe` (for the one
+//! call nix does not wrap: `tgkill`). Everything here is a thin, typed layer
+//! over the kernel interface; policy (which thread, when, what to restore)
+//! lives in `patient`.
+#![allow(unsafe_code)]
+
+use nix::sys::ptrace;
+use nix::sys::signal::Signal;
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use crate::error::{Error, Result};
+
+/// General-purpose registers of a stopped thread, `orig_rax` included.
+pub type Regs = libc::user_regs_struct;
+
+/// `PTRACE_EVENT_STOP`: the stop a `PTRACE_INTERRUPT` (or a group-stop) of a
+/// seized thread reports.
+const EVENT_STOP: i32 = 128;
+
+/// What `waitpid` told us about a traced thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Interrupt or group-stop: the thread is held and nothing is pending.
+    Interrupted,
+    /// Signal-delivery-stop: the thread was about to receive `Signal`.
+    Signal(Signal),
+    /// Some other ptrace event stop (we asked for none; treated as a plain stop).
+    Event(i32),
+    /// The thread is gone.
+    Gone,
+}
+
+fn pt(op: &'static str, tid: i32) -> impl FnOnce(nix::Error) -> Error {
+    move |source| Error::Ptrace { op, tid, source }
+}
+
+/// Seizes without stopping. No options: in particular not `EXITKILL`, so that
+/// the patient survives the doctor dying.
+pub fn seize(tid: i32) -> Result<()> {
+    ptrace::seize(Pid::from_raw(tid), ptrace::Options::empty()).map_err(pt("SEIZE", tid))
+}
+
+pub fn interrupt(tid: i32) -> Result<()> {
+    ptrace::interrupt(Pid::from_raw(tid)).map_err(pt("INTERRUPT", tid))
+}
+
+/// Waits for the next stop (or the end) of one traced thread.
+pub fn wait(tid: i32) -> Result<Stop> {
+    loop {
+        match waitpid(Pid::from_raw(tid), Some(WaitPidFlag::__WALL)) {
+            Ok(WaitStatus::PtraceEvent(_, _, EVENT_STOP)) => return Ok(Stop::Interrupted),
+            Ok(WaitStatus::PtraceEvent(_, _, ev)) => return Ok(Stop::Event(ev)),
+            Ok(WaitStatus::Stopped(_, sig)) => return Ok(Stop::Signal(sig)),
+            Ok(WaitStatus::Exited(..)) | Ok(WaitStatus::Signaled(..)) => return Ok(Stop::Gone),
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(nix::errno::Errno::ECHILD) => return Ok(Stop::Gone),
+            Err(e) => {
+                return Err(Error::Ptrace {
+                    op: "waitpid",
+                    tid,
+                    source: e,
+                });
+            }
+        }
+    }
+}
+
+pub fn getregs(tid: i32) -> Result<Regs> {
+    ptrace::getregs(Pid::from_raw(tid)).map_err(pt("GETREGS", tid))
+}
+
+pub fn setregs(tid: i32, regs: &Regs) -> Result<()> {
+    ptrace::setregs(Pid::from_raw(tid), *regs).map_err(pt("SETREGS", tid))
+}
+
+pub fn step(tid: i32) -> Result<()> {
+    ptrace::step(Pid::from_raw(tid), None).map_err(pt("SINGLESTEP", tid))
+}
+
+pub fn cont(tid: i32) -> Result<()> {
+    ptrace::cont(Pid::from_raw(tid), None).map_err(pt("CONT", tid))
+}
+
+pub fn detach(tid: i32) -> Result<()> {
+    ptrace::detach(Pid::from_raw(tid), None).map_err(pt("DETACH", tid))
+}
+
+/// Queues `sig` for one thread again (a signal we took out of a
+/// signal-delivery-stop while holding the patient must not be lost).
+pub fn tgkill(pid: i32, tid: i32, sig: Signal) -> Result<()> {
+    // SAFETY: tgkill takes three integers and touches no memory of ours.
+    let rc = unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, sig as i32) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(Error::Ptrace {
+            op: "tgkill",
+            tid,
+            source: nix::errno::Errno::last(),
+        })
+    }
+}

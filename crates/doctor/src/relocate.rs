@@ -1,0 +1,195 @@
+//! Relocation of the patch into a local image of its region. Every check
+//! happens here, before a single byte reaches the patient: an unknown type
+//! or a value that does not fit is an error naming the relocation.
+
+use object::elf;
+
+use crate::error::{Error, RelocFault, Result};
+use crate::jump_table;
+use crate::layout::Layout;
+use crate::patch::{Patch, PatchReloc, Place};
+use crate::resolve::Value;
+
+/// Relocation types that read an address from a GOT slot (ours: the jump
+/// table entry's slot).
+pub fn needs_slot(rtype: u32) -> bool {
+    matches!(
+        rtype,
+        elf::R_X86_64_GOTPCREL
+            | elf::R_X86_64_GOTPCRELX
+            | elf::R_X86_64_REX_GOTPCRELX
+            | elf::R_X86_64_GOTTPOFF
+    )
+}
+
+pub fn type_name(rtype: u32) -> String {
+    match rtype {
+        elf::R_X86_64_64 => "R_X86_64_64".into(),
+        elf::R_X86_64_PC32 => "R_X86_64_PC32".into(),
+        elf::R_X86_64_PLT32 => "R_X86_64_PLT32".into(),
+        elf::R_X86_64_32 => "R_X86_64_32".into(),
+        elf::R_X86_64_32S => "R_X86_64_32S".into(),
+        elf::R_X86_64_PC64 => "R_X86_64_PC64".into(),
+        elf::R_X86_64_GOTPCREL => "R_X86_64_GOTPCREL".into(),
+        elf::R_X86_64_GOTPCRELX => "R_X86_64_GOTPCRELX".into(),
+        elf::R_X86_64_REX_GOTPCRELX => "R_X86_64_REX_GOTPCRELX".into(),
+        elf::R_X86_64_GOTTPOFF => "R_X86_64_GOTTPOFF".into(),
+        elf::R_X86_64_TPOFF32 => "R_X86_64_TPOFF32".into(),
+        elf::R_X86_64_TPOFF64 => "R_X86_64_TPOFF64".into(),
+        t => format!("type {t}"),
+    }
+}
+
+/// Builds the region image: section bytes, jump table, relocations applied.
+/// The record at the start is left for the caller.
+pub fn build_image(patch: &Patch, layout: &Layout, base: u64, values: &[Value]) -> Result<Vec<u8>> {
+    let mut image = vec![0u8; layout.size as usize];
+    for (i, s) in patch.sections.iter().enumerate() {
+        if let Some(off) = layout.section_offset[i]
+            && !s.nobits
+        {
+            let off = off as usize;
+            image[off..off + s.data.len()].copy_from_slice(&s.data);
+        }
+    }
+    for (&sym, &n) in &layout.slots {
+        let off = (layout.jump_table + n as u64 * jump_table::ENTRY_SIZE) as usize;
+        image[off..off + 16].copy_from_slice(&jump_table::entry(values[sym].addr));
+    }
+    for r in &patch.relocs {
+        apply_one(patch, layout, base, values, r, &mut image)?;
+    }
+    Ok(image)
+}
+
+fn fits_i32(v: i64) -> bool {
+    i32::try_from(v).is_ok()
+}
+
+fn apply_one(
+    patch: &Patch,
+    layout: &Layout,
+    base: u64,
+    values: &[Value],
+    r: &PatchReloc,
+    image: &mut [u8],
+) -> Result<()> {
+    let sec = &patch.sections[r.section];
+    let err = |why: String| {
+        Error::Relocation(Box::new(RelocFault {
+            patch: patch.display(),
+            section: sec.name.clone(),
+            offset: r.offset,
+            rtype: type_name(r.rtype),
+            symbol: patch.symbols[r.symbol].name.clone(),
+            why,
+        }))
+    };
+    let sec_off = layout.section_offset[r.section].expect("relocs only for loaded sections");
+    let width: u64 = match r.rtype {
+        elf::R_X86_64_NONE => return Ok(()),
+        elf::R_X86_64_64 | elf::R_X86_64_PC64 | elf::R_X86_64_TPOFF64 => 8,
+        _ => 4,
+    };
+    if r.offset.checked_add(width).is_none_or(|end| end > sec.size) {
+        return Err(err(format!("outside the {}-byte section", sec.size)));
+    }
+    if sec.nobits {
+        return Err(err("applies to a section without contents".into()));
+    }
+    let at = (sec_off + r.offset) as usize;
+    let p = base + sec_off + r.offset;
+    let sym = &patch.symbols[r.symbol];
+    let v = values[r.symbol];
+    let s = v.addr;
+    let a = r.addend;
+    let slot = || {
+        layout
+            .slots
+            .get(&r.symbol)
+            .map(|&n| base + layout.jump_table + n as u64 * jump_table::ENTRY_SIZE)
+    };
+    let put32 =
+        |image: &mut [u8], x: i64| image[at..at + 4].copy_from_slice(&(x as i32).to_le_bytes());
+    let rel = |target: u64| (target.wrapping_add(a as u64)).wrapping_sub(p) as i64;
+    match r.rtype {
+        elf::R_X86_64_64 => {
+            image[at..at + 8].copy_from_slice(&s.wrapping_add(a as u64).to_le_bytes());
+        }
+        elf::R_X86_64_PC64 => {
+            image[at..at + 8].copy_from_slice(&rel(s).to_le_bytes());
+        }
+        elf::R_X86_64_PC32 | elf::R_X86_64_PLT32 => {
+            let mut x = rel(s);
+            if !fits_i32(x)
+                && v.imported
+                && sym.kind != elf::STT_OBJECT
+                && v.kind != elf::STT_OBJECT
+            {
+                // A far function: call its jump table entry instead.
+                let entry = slot()
+                    .ok_or_else(|| err("far target without a jump table entry".into()))?
+                    - jump_table::SLOT_OFFSET;
+                x = rel(entry);
+            }
+            if !fits_i32(x) {
+                return Err(err(format!(
+                    "target {s:#x} is out of 32-bit reach of {p:#x}"
+                )));
+            }
+            put32(image, x);
+        }
+        elf::R_X86_64_32 => {
+            let x = s.wrapping_add(a as u64);
+            if x > u64::from(u32::MAX) {
+                return Err(err(format!("value {x:#x} does not fit 32 bits")));
+            }
+            put32(image, x as i64);
+        }
+        elf::R_X86_64_32S => {
+            let x = s.wrapping_add(a as u64) as i64;
+            if !fits_i32(x) {
+                return Err(err(format!("value {x:#x} does not fit signed 32 bits")));
+            }
+            put32(image, x);
+        }
+        elf::R_X86_64_GOTPCRELX | elf::R_X86_64_REX_GOTPCRELX
+            if at >= 2 && image[at - 2] == 0x8b && fits_i32(rel(s)) && sym.kind != elf::STT_TLS =>
+        {
+            // mov foo@GOTPCREL(%rip), %reg -> lea foo(%rip), %reg: the target is near.
+            image[at - 2] = 0x8d;
+            put32(image, rel(s));
+        }
+        elf::R_X86_64_GOTPCREL
+        | elf::R_X86_64_GOTPCRELX
+        | elf::R_X86_64_REX_GOTPCRELX
+        | elf::R_X86_64_GOTTPOFF => {
+            let x = rel(slot().ok_or_else(|| err("no jump table slot".into()))?);
+            if !fits_i32(x) {
+                return Err(err("jump table out of reach".into()));
+            }
+            put32(image, x);
+        }
+        elf::R_X86_64_TPOFF32 => {
+            if v.kind != elf::STT_TLS {
+                return Err(err("symbol is not thread-local".into()));
+            }
+            let x = s.wrapping_add(a as u64) as i64;
+            if !fits_i32(x) {
+                return Err(err(format!("offset {x:#x} does not fit 32 bits")));
+            }
+            put32(image, x);
+        }
+        elf::R_X86_64_TPOFF64 => {
+            if v.kind != elf::STT_TLS {
+                return Err(err("symbol is not thread-local".into()));
+            }
+            image[at..at + 8].copy_from_slice(&s.wrapping_add(a as u64).to_le_bytes());
+        }
+        _ => return Err(err("unsupported relocation type".into())),
+    }
+    if sym.place == Place::Common {
+        return Err(err("common symbol".into()));
+    }
+    Ok(())
+}

@@ -1,0 +1,123 @@
+//! System calls run on the patient's behalf: the main thread is pointed at a
+//! `syscall` instruction already present in its address space, single-stepped
+//! over it, and put back exactly as it was (all registers, `orig_rax`
+//! included, so an interrupted blocking call restarts transparently).
+
+use crate::error::{Error, Result};
+use crate::maps;
+use crate::patient::Held;
+use crate::ptrace::{self, Stop};
+
+const SYSCALL_INSN: [u8; 2] = [0x0f, 0x05];
+
+impl Held {
+    /// Runs syscall `nr` with `args` in the patient and returns its raw result
+    /// (negative errno on failure).
+    pub fn syscall(&mut self, nr: i64, args: [u64; 6]) -> Result<i64> {
+        let insn = self.syscall_insn()?;
+        let tid = self.worker_tid();
+        let saved = ptrace::getregs(tid)?;
+        let mut regs = saved;
+        regs.rip = insn;
+        regs.rax = nr as u64;
+        // Not in a syscall as far as the kernel's restart logic is concerned.
+        regs.orig_rax = u64::MAX;
+        regs.rdi = args[0];
+        regs.rsi = args[1];
+        regs.rdx = args[2];
+        regs.r10 = args[3];
+        regs.r8 = args[4];
+        regs.r9 = args[5];
+        ptrace::setregs(tid, &regs)?;
+        let result = loop {
+            ptrace::step(tid)?;
+            match ptrace::wait(tid)? {
+                Stop::Signal(nix::sys::signal::Signal::SIGTRAP) => {
+                    let after = ptrace::getregs(tid)?;
+                    if after.rip == insn + 2 {
+                        break after.rax as i64;
+                    }
+                    // Trap before the instruction ran (a stale step trap): step again.
+                }
+                Stop::Signal(sig) => self.note_signal(tid, sig),
+                Stop::Interrupted | Stop::Event(_) => {}
+                Stop::Gone => {
+                    return Err(Error::Thread {
+                        pid: self.pid(),
+                        tid,
+                        what: "exited during an injected syscall".into(),
+                    });
+                }
+            }
+        };
+        ptrace::setregs(tid, &saved)?;
+        Ok(result)
+    }
+
+    fn syscall_insn(&mut self) -> Result<u64> {
+        if let Some(a) = self.syscall_insn {
+            return Ok(a);
+        }
+        let pid = self.pid();
+        let maps = maps::read(pid)?;
+        // The vDSO first (always mapped, small), then any executable mapping.
+        let mut candidates: Vec<&maps::Mapping> =
+            maps.iter().filter(|m| m.path == "[vdso]").collect();
+        candidates.extend(
+            maps.iter()
+                .filter(|m| m.executable() && m.readable() && m.path != "[vdso]"),
+        );
+        for m in candidates {
+            let len = (m.end - m.start).min(1 << 20) as usize;
+            let mut buf = vec![0u8; len];
+            if self.read(m.start, &mut buf).is_err() {
+                continue;
+            }
+            if let Some(off) = buf.windows(2).position(|w| w == SYSCALL_INSN) {
+                let a = m.start + off as u64;
+                self.syscall_insn = Some(a);
+                return Ok(a);
+            }
+        }
+        Err(Error::NoSyscallInsn { pid })
+    }
+
+    fn checked(&mut self, name: &'static str, nr: i64, args: [u64; 6]) -> Result<u64> {
+        let r = self.syscall(nr, args)?;
+        if (-4095..0).contains(&r) {
+            return Err(Error::RemoteSyscall {
+                pid: self.pid(),
+                name,
+                errno: nix::errno::Errno::from_raw(-r as i32),
+            });
+        }
+        Ok(r as u64)
+    }
+
+    /// Maps `len` bytes of anonymous read/write/execute memory exactly at
+    /// `addr` (never over an existing mapping).
+    pub fn mmap_fixed(&mut self, addr: u64, len: u64) -> Result<u64> {
+        let prot = (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) as u64;
+        let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE) as u64;
+        let got = self.checked(
+            "mmap",
+            libc::SYS_mmap,
+            [addr, len, prot, flags, u64::MAX, 0],
+        )?;
+        if got != addr {
+            // Old kernels ignore MAP_FIXED_NOREPLACE and treat it as a hint.
+            self.munmap(got, len)?;
+            return Err(Error::RemoteSyscall {
+                pid: self.pid(),
+                name: "mmap",
+                errno: nix::errno::Errno::EEXIST,
+            });
+        }
+        Ok(got)
+    }
+
+    pub fn munmap(&mut self, addr: u64, len: u64) -> Result<()> {
+        self.checked("munmap", libc::SYS_munmap, [addr, len, 0, 0, 0, 0])
+            .map(|_| ())
+    }
+}

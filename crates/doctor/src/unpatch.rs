@@ -1,0 +1,130 @@
+//! `unpatch`: find applied patches by their records in the patient, wait
+//! until no thread runs (or will return into) their code, put the original
+//! bytes back exactly, unmap the regions.
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::hunk;
+use crate::maps;
+use crate::patient::{self, Held};
+use crate::record::{self, Record};
+use crate::report::{PatchOutcome, ProcessReport};
+use crate::safety::{Busy, Checker};
+use crate::undo_log::{Undo, UndoLog};
+
+/// Code that must be off every stack before `r` can be removed: its whole
+/// region (patched functions, new functions, jump table).
+pub fn busy_ranges(r: &Record) -> Vec<Busy> {
+    vec![Busy {
+        function: format!(
+            "patch code of {} (BuildID {})",
+            short(&r.object),
+            r.build_id
+        ),
+        start: r.base,
+        end: r.base + r.region_len,
+    }]
+}
+
+fn short(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// Whether `r` is selected by the operator's `[BuildID|name ...]` list.
+pub fn selected(r: &Record, filter: &[String]) -> bool {
+    filter.is_empty()
+        || filter.iter().any(|f| {
+            *f == r.build_id || *f == r.modulename || *f == r.object || *f == short(&r.object)
+        })
+}
+
+/// Restores the original bytes of every hunk of `r`. The region stays
+/// mapped: callers unmap it only once nothing can fail any more, so that a
+/// rollback never re-creates a jump into unmapped memory.
+pub fn restore(held: &mut Held, r: &Record, undo: &mut UndoLog) -> Result<()> {
+    for h in r.hunks.iter().rev() {
+        let expect = hunk::jmp(h.addr, h.target).ok_or_else(|| Error::BadRecord {
+            pid: held.pid(),
+            addr: r.base,
+            why: format!("hunk at {:#x} cannot reach {:#x}", h.addr, h.target),
+        })?;
+        let mut now = [0u8; 5];
+        held.read(h.addr, &mut now)?;
+        if now != expect {
+            return Err(Error::BadRecord {
+                pid: held.pid(),
+                addr: r.base,
+                why: format!(
+                    "code at {:#x} is no longer this patch's jump (a later patch on the same function? unpatch it first)",
+                    h.addr
+                ),
+            });
+        }
+        undo.push(Undo::Restore {
+            addr: h.addr,
+            bytes: expect.to_vec(),
+        });
+        held.write(h.addr, &h.saved)?;
+    }
+    Ok(())
+}
+
+/// Unmaps regions whose hunks are gone. A failure leaves harmless unused
+/// memory behind, so it is logged rather than rolled back.
+pub fn release_regions(held: &mut Held, records: &[Record]) {
+    for r in records {
+        if let Err(e) = held.munmap(r.base, r.region_len) {
+            tracing::warn!("patch region at {:#x} stays mapped: {e}", r.base);
+        }
+    }
+}
+
+/// Removes the patches selected by `filter` (all when empty), newest first.
+pub fn unpatch_process(pid: i32, filter: &[String], timeout: Duration) -> Result<ProcessReport> {
+    if !patient::exists(pid) {
+        return Err(Error::NoSuchProcess { pid });
+    }
+    let maps = maps::read(pid)?;
+    let records: Vec<Record> = record::scan(pid, &maps)?
+        .into_iter()
+        .filter(|r| selected(r, filter))
+        .collect();
+    let mut report = ProcessReport::new(pid);
+    if records.is_empty() {
+        report.status = "nothing to unpatch".into();
+        return Ok(report);
+    }
+    let objects = crate::object::loaded_objects(pid, &maps)?;
+    let checker = Checker::new(pid, &objects, &maps);
+    let busy: Vec<Busy> = records.iter().flat_map(busy_ranges).collect();
+    let names: Vec<Vec<String>> = records
+        .iter()
+        .map(|r| record::function_names(pid, r))
+        .collect();
+    let mut held = Held::hold(pid)?;
+    let mut undo = UndoLog::default();
+    let result = checker
+        .wait_until_safe(&mut held, &busy, timeout)
+        .and_then(|()| {
+            for r in records.iter().rev() {
+                restore(&mut held, r, &mut undo)?;
+            }
+            Ok(())
+        });
+    report.stopped_us = held.stopped_for().as_micros() as u64;
+    if let Err(e) = result {
+        undo.roll_back(&mut held);
+        return Err(e);
+    }
+    release_regions(&mut held, &records);
+    report.stopped_us = held.stopped_for().as_micros() as u64;
+    drop(held);
+    for (r, functions) in records.iter().zip(names) {
+        let mut o = PatchOutcome::from_record(r, "removed");
+        o.functions = functions;
+        report.patches.push(o);
+    }
+    report.status = "unpatched".into();
+    Ok(report)
+}

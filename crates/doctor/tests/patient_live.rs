@@ -1,0 +1,103 @@
+//! Live tests of holding a process and running syscalls in it. Each test
+//! starts its own child and kills it by PID when done.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use doctor::layout::PAGE;
+use doctor::patient::{self, Held};
+use doctor::safety::{Busy, Checker};
+use doctor::{maps, object, region};
+
+struct Kid(Child);
+
+impl Drop for Kid {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn sleeper() -> Kid {
+    let k = Kid(Command::new("sleep")
+        .arg("60")
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn sleep"));
+    // Let the dynamic linker finish.
+    std::thread::sleep(Duration::from_millis(100));
+    k
+}
+
+fn state(pid: i32) -> char {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    s.rsplit(')').next().unwrap().trim().chars().next().unwrap()
+}
+
+#[test]
+fn remote_mmap_write_read_munmap_and_release() {
+    let kid = sleeper();
+    let pid = kid.0.id() as i32;
+    let m = maps::read(pid).unwrap();
+    let objs = object::loaded_objects(pid, &m).unwrap();
+    let main = objs.iter().find(|o| o.is_main).expect("main object");
+    assert_eq!(main.build_id.len(), 40, "sleep has a BuildID");
+    let base = region::candidates(&m, main.start, main.end, 2 * PAGE)[0];
+    {
+        let mut held = Held::hold(pid).unwrap();
+        let regs_before = held.threads()[0].regs;
+        assert_eq!(held.mmap_fixed(base, 2 * PAGE).unwrap(), base);
+        held.write(base + 100, b"hello patient").unwrap();
+        let mut back = [0u8; 13];
+        held.read(base + 100, &mut back).unwrap();
+        assert_eq!(&back, b"hello patient");
+        let after = maps::read(pid).unwrap();
+        assert!(
+            after
+                .iter()
+                .any(|x| x.start == base && x.perms.starts_with("rwx"))
+        );
+        // Mapping the same spot again must fail, not clobber.
+        assert!(held.mmap_fixed(base, PAGE).is_err());
+        held.munmap(base, 2 * PAGE).unwrap();
+        assert!(!maps::read(pid).unwrap().iter().any(|x| x.start == base));
+        let now = nix::sys::ptrace::getregs(nix::unistd::Pid::from_raw(pid)).unwrap();
+        assert_eq!(now.rip, regs_before.rip);
+        assert_eq!(now.orig_rax, regs_before.orig_rax);
+        assert!(held.stopped_for() > Duration::ZERO);
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(patient::exists(pid));
+    assert!(
+        matches!(state(pid), 'S' | 'R'),
+        "patient runs again: {}",
+        state(pid)
+    );
+}
+
+#[test]
+fn stacks_of_a_sleeping_process_walk_cleanly() {
+    let kid = sleeper();
+    let pid = kid.0.id() as i32;
+    let m = maps::read(pid).unwrap();
+    let objs = object::loaded_objects(pid, &m).unwrap();
+    let checker = Checker::new(pid, &objs, &m);
+    let held = Held::hold(pid).unwrap();
+    assert_eq!(checker.find_unsafe(&held, &[]), None);
+    // The thread sits in libc's nanosleep: libc's code is busy.
+    let libc = objs.iter().find(|o| o.name.contains("libc.so")).unwrap();
+    let busy = [Busy {
+        function: "all of libc".into(),
+        start: libc.start,
+        end: libc.end,
+    }];
+    let (tid, f, _) = checker.find_unsafe(&held, &busy).expect("unsafe");
+    assert_eq!(tid, pid);
+    assert_eq!(f, "all of libc");
+}
+
+#[test]
+fn holding_a_missing_process_says_so() {
+    let e = Held::hold(999_999_999).err().expect("no such process");
+    assert!(e.to_string().contains("does not exist"), "{e}");
+}
