@@ -103,12 +103,14 @@ fn apply_one(
     let v = values[r.symbol];
     let s = v.addr;
     let a = r.addend;
-    let slot = || {
+    // Start of the symbol's jump table entry; its address slot is 8 further.
+    let entry = || {
         layout
             .slots
             .get(&r.symbol)
             .map(|&n| base + layout.jump_table + n as u64 * jump_table::ENTRY_SIZE)
     };
+    let slot = || entry().map(|e| e + jump_table::SLOT_OFFSET);
     let put32 =
         |image: &mut [u8], x: i64| image[at..at + 4].copy_from_slice(&(x as i32).to_le_bytes());
     let rel = |target: u64| (target.wrapping_add(a as u64)).wrapping_sub(p) as i64;
@@ -127,9 +129,8 @@ fn apply_one(
                 && v.kind != elf::STT_OBJECT
             {
                 // A far function: call its jump table entry instead.
-                let entry = slot()
-                    .ok_or_else(|| err("far target without a jump table entry".into()))?
-                    - jump_table::SLOT_OFFSET;
+                let entry =
+                    entry().ok_or_else(|| err("far target without a jump table entry".into()))?;
                 x = rel(entry);
             }
             if !fits_i32(x) {
