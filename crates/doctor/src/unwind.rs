@@ -206,11 +206,18 @@ pub fn unwind(
         };
         let step =
             cfi::step(table, fde, lookup_pc, &current, &memory, &mut ctx).map_err(|source| {
-                UnwindError::Cfi {
-                    frame: index,
-                    pc: lookup_pc,
-                    object: table.name.clone(),
-                    source,
+                match source {
+                    CfiError::NotCovered => UnwindError::NoFde {
+                        frame: index,
+                        pc: lookup_pc,
+                        object: table.name.clone(),
+                    },
+                    source => UnwindError::Cfi {
+                        frame: index,
+                        pc: lookup_pc,
+                        object: table.name.clone(),
+                        source,
+                    },
                 }
             })?;
         frame.cfa = Some(step.cfa);

@@ -23,6 +23,9 @@ pub enum CfiError {
     UnsupportedRule { register: u16, rule: String },
     #[error("unsupported DWARF expression step: {0}")]
     UnsupportedExpression(String),
+    /// The nearest FDE (from the `.eh_frame_hdr` index) ends before the pc.
+    #[error("no FDE covers the pc")]
+    NotCovered,
 }
 
 /// The caller's state as the CFI describes it.
@@ -47,6 +50,9 @@ pub(crate) fn step(
     let bases = object.bases();
     let fde =
         section.fde_from_offset(&bases, EhFrameOffset(span.offset), EhFrame::cie_from_offset)?;
+    if !fde.contains(pc) {
+        return Err(CfiError::NotCovered);
+    }
     let encoding = fde.cie().encoding();
     let ra_column = fde.cie().return_address_register().0;
     let signal_frame = fde.is_signal_trampoline();

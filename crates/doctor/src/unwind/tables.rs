@@ -10,7 +10,9 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 
-use gimli::{BaseAddresses, CieOrFde, EhFrame, EhFrameOffset, LittleEndian, UnwindSection};
+use gimli::{
+    BaseAddresses, CieOrFde, EhFrame, EhFrameHdr, EhFrameOffset, LittleEndian, UnwindSection,
+};
 use object::{Object, ObjectSection, ObjectSegment, SegmentFlags};
 
 use super::memory::Memory;
@@ -50,7 +52,9 @@ pub enum TableError {
     },
 }
 
-/// One FDE's code range and where it sits in the section.
+/// One FDE's code range and where it sits in the section. When the index
+/// comes from `.eh_frame_hdr`, which lists start addresses only, `end` is an
+/// upper bound (the next FDE's start) and the FDE itself has the last word.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct FdeSpan {
     pub(crate) start: u64,
@@ -70,11 +74,14 @@ pub(crate) struct ObjectTable {
 }
 
 impl ObjectTable {
+    /// `hdr` is the object's `.eh_frame_hdr` and its runtime address, if
+    /// it has one: its sorted search table spares parsing every FDE.
     fn new(
         name: &str,
         code: Vec<Range<u64>>,
         eh_frame: Vec<u8>,
         eh_frame_addr: u64,
+        hdr: Option<(&[u8], u64)>,
     ) -> Result<Self, TableError> {
         let mut table = ObjectTable {
             name: Arc::from(name),
@@ -83,12 +90,46 @@ impl ObjectTable {
             code,
             fdes: Vec::new(),
         };
-        table.fdes = table.index().map_err(|source| TableError::EhFrame {
-            object: name.to_owned(),
-            addr: eh_frame_addr,
-            source,
-        })?;
+        // A header that does not parse or point into this .eh_frame is
+        // ignored: the section itself is the authority.
+        match hdr.and_then(|(bytes, addr)| table.index_from_hdr(bytes, addr)) {
+            Some(fdes) => table.fdes = fdes,
+            None => {
+                table.fdes = table.index().map_err(|source| TableError::EhFrame {
+                    object: name.to_owned(),
+                    addr: eh_frame_addr,
+                    source,
+                })?;
+            }
+        }
         Ok(table)
+    }
+
+    fn index_from_hdr(&self, bytes: &[u8], addr: u64) -> Option<Vec<FdeSpan>> {
+        let bases = self.bases().set_eh_frame_hdr(addr);
+        let hdr = EhFrameHdr::new(bytes, LittleEndian).parse(&bases, 8).ok()?;
+        if hdr.eh_frame_ptr().pointer() != self.eh_frame_addr {
+            return None;
+        }
+        let table = hdr.table()?;
+        let mut entries = table.iter(&bases);
+        let mut fdes = Vec::new();
+        while let Some((start, fde)) = entries.next().ok()? {
+            let offset = fde.pointer().checked_sub(self.eh_frame_addr)?;
+            if offset >= self.eh_frame.len() as u64 {
+                return None;
+            }
+            fdes.push(FdeSpan {
+                start: start.pointer(),
+                end: u64::MAX,
+                offset: offset as usize,
+            });
+        }
+        fdes.sort_by_key(|f| f.start);
+        for i in 1..fdes.len() {
+            fdes[i - 1].end = fdes[i].start;
+        }
+        Some(fdes)
     }
 
     pub(crate) fn section(&self) -> EhFrame<gimli::EndianSlice<'_, LittleEndian>> {
@@ -198,17 +239,19 @@ impl Tables {
                 object: name.to_owned(),
             });
         }
-        let (bytes, addr) = match file.section_by_name(".eh_frame") {
-            Some(section) => {
-                let bytes = section.data().map_err(|source| TableError::Elf {
-                    object: name.to_owned(),
-                    source,
-                })?;
-                (bytes.to_vec(), section.address().wrapping_add(load_bias))
-            }
-            None => (Vec::new(), 0),
+        let section = |wanted: &str| -> Result<Option<(&[u8], u64)>, TableError> {
+            let Some(section) = file.section_by_name(wanted) else {
+                return Ok(None);
+            };
+            let bytes = section.data().map_err(|source| TableError::Elf {
+                object: name.to_owned(),
+                source,
+            })?;
+            Ok(Some((bytes, section.address().wrapping_add(load_bias))))
         };
-        self.insert(ObjectTable::new(name, code, bytes, addr)?)
+        let (bytes, addr) = section(".eh_frame")?.unwrap_or((&[], 0));
+        let hdr = section(".eh_frame_hdr")?;
+        self.insert(ObjectTable::new(name, code, bytes.to_vec(), addr, hdr)?)
     }
 
     /// Adds the vDSO, whose image exists only in the patient's memory: reads
@@ -244,7 +287,13 @@ impl Tables {
         eh_frame: Vec<u8>,
         eh_frame_addr: u64,
     ) -> Result<(), TableError> {
-        self.insert(ObjectTable::new(name, vec![code], eh_frame, eh_frame_addr)?)
+        self.insert(ObjectTable::new(
+            name,
+            vec![code],
+            eh_frame,
+            eh_frame_addr,
+            None,
+        )?)
     }
 
     /// Forgets every table added under `name` (an unpatched region); returns
@@ -332,4 +381,78 @@ pub fn load_bias(elf: &[u8], map_start: u64, map_offset: u64) -> Option<u64> {
         (offset & !(PAGE - 1) == map_offset)
             .then(|| map_start.wrapping_sub(s.address() & !(PAGE - 1)))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::unwind::{MemoryError, Registers, UnwindError, unwind};
+
+    const LIBC: &str = "/lib/x86_64-linux-gnu/libc.so.6";
+
+    type Section<'a> = (&'a [u8], u64);
+
+    fn libc_sections(elf: &[u8]) -> (Vec<Range<u64>>, Section<'_>, Section<'_>) {
+        let file = object::File::parse(elf).unwrap();
+        let get = |name: &str| {
+            let s = file.section_by_name(name).unwrap();
+            (s.data().unwrap(), s.address())
+        };
+        let code = file
+            .segments()
+            .filter(|s| matches!(s.flags(), SegmentFlags::Elf { p_flags } if p_flags & PF_X != 0))
+            .map(|s| s.address()..s.address() + s.size())
+            .collect();
+        (code, get(".eh_frame"), get(".eh_frame_hdr"))
+    }
+
+    #[test]
+    fn hdr_index_matches_a_full_parse_of_libc() {
+        let elf = std::fs::read(LIBC).unwrap();
+        let (code, (eh, eh_addr), hdr) = libc_sections(&elf);
+        let fast = ObjectTable::new("libc", code.clone(), eh.to_vec(), eh_addr, Some(hdr)).unwrap();
+        let full = ObjectTable::new("libc", code, eh.to_vec(), eh_addr, None).unwrap();
+        assert!(full.fdes.len() > 1000, "{}", full.fdes.len());
+        assert_eq!(fast.fdes.len(), full.fdes.len());
+        for (a, b) in fast.fdes.iter().zip(&full.fdes) {
+            assert_eq!((a.start, a.offset), (b.start, b.offset));
+            assert!(a.end >= b.end);
+        }
+    }
+
+    struct NoMemory;
+    impl Memory for NoMemory {
+        fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+            Err(MemoryError {
+                addr,
+                len: buf.len(),
+                reason: "none".into(),
+            })
+        }
+    }
+
+    #[test]
+    fn a_gap_between_fdes_of_a_hdr_indexed_object_is_no_fde() {
+        let elf = std::fs::read(LIBC).unwrap();
+        let (code, (eh, eh_addr), _) = libc_sections(&elf);
+        let full = ObjectTable::new("libc", code, eh.to_vec(), eh_addr, None).unwrap();
+        let gap = full
+            .fdes
+            .windows(2)
+            .find(|w| w[0].end < w[1].start)
+            .map(|w| w[0].end)
+            .expect("libc has a gap between two FDEs");
+        let mut tables = Tables::new();
+        tables.add_elf("libc.so.6", &elf, 0).unwrap();
+        let regs = Registers {
+            rip: gap,
+            rsp: 0x1000,
+            ..Registers::default()
+        };
+        let err = unwind(&regs, &NoMemory, &tables, 8).unwrap_err();
+        assert!(
+            matches!(err, UnwindError::NoFde { pc, .. } if pc == gap),
+            "{err}"
+        );
+    }
 }
