@@ -133,6 +133,14 @@ pub fn plan<'p, 'o>(
                 .is_some_and(|pq| local.contains(&pq))
                 || (p >= u64::from(lo) && p <= u64::from(hi) && moved_between(p, q))
         };
+        if opts
+            .ignore_changes
+            .iter()
+            .any(|n| n == oname || n == pg.name())
+        {
+            plan.report.ignored_functions.push(oname.to_string());
+            continue;
+        }
         if !opts.keep_line_changes && lines::only_line_numbers(&a, &b, &moved).is_some() {
             plan.report.line_only.push(oname.to_string());
             continue;
@@ -152,6 +160,42 @@ pub fn plan<'p, 'o>(
             }
         }
         plan.report.changed.push(oname.to_string());
+    }
+
+    for name in &opts.must_adapt {
+        let pgi = patched
+            .group_by_name(name)
+            .or_else(|| {
+                pairing
+                    .to_patched
+                    .get(name.as_str())
+                    .and_then(|p| patched.group_by_name(p))
+            })
+            .ok_or_else(|| Error::UnknownName {
+                option: "--must-adapt",
+                name: name.clone(),
+            })?;
+        let pg = &patched.groups[pgi];
+        let Some(ogi) = pairing
+            .to_orig
+            .get(pg.name())
+            .and_then(|o| orig.group_by_name(o))
+        else {
+            return Err(Error::UnknownName {
+                option: "--must-adapt",
+                name: name.clone(),
+            });
+        };
+        if plan.changed.iter().any(|&(p, _)| p == pgi) {
+            continue;
+        }
+        plan.changed.push((pgi, ogi));
+        for f in orig.groups[ogi].funcs.iter() {
+            plan.lfe.insert(f.name);
+        }
+        plan.report
+            .adapted
+            .push(orig.groups[ogi].name().to_string());
     }
 
     if !pending.is_empty() {
@@ -193,7 +237,8 @@ pub fn plan<'p, 'o>(
             });
         }
         let what = variable_difference(orig, oname, patched, pname, &oside, &side);
-        if let Some(what) = what {
+        if let Some((what, lines)) = what {
+            let (orig_line, patched_line) = lines.unwrap_or((osym.line, pline));
             if opts.ignore_changes.iter().any(|n| n == oname || n == pname) {
                 plan.report.ignored_variables.push(oname.to_string());
                 continue;
@@ -201,8 +246,8 @@ pub fn plan<'p, 'o>(
             return Err(Error::VariableChanged {
                 name: oname.to_string(),
                 what,
-                orig_line: osym.line,
-                patched_line: pline,
+                orig_line,
+                patched_line,
                 hint: VARIABLE_HINT,
             });
         }
@@ -210,7 +255,10 @@ pub fn plan<'p, 'o>(
     Ok(plan)
 }
 
-/// What differs between two definitions of one variable, if anything.
+/// What differs between two definitions of one variable, if anything, and
+/// the lines that show it when they are more precise than the declarations.
+type Difference = Option<(String, Option<(u32, u32)>)>;
+
 fn variable_difference(
     orig: &Model<'_>,
     oname: &str,
@@ -218,20 +266,23 @@ fn variable_difference(
     pname: &str,
     oside: &Side<'_, '_, '_>,
     side: &Side<'_, '_, '_>,
-) -> Option<String> {
+) -> Difference {
     let o = &orig.symbols[oname];
     let p = &patched.symbols[pname];
     if o.global != p.global || o.weak != p.weak {
-        return Some("binding".into());
+        return Some(("binding".into(), None));
     }
     if o.type_ != p.type_ {
-        return Some("type".into());
+        return Some(("type".into(), None));
     }
     if o.size.map(str::trim) != p.size.map(str::trim) {
-        return Some(format!(
-            "size {} -> {}",
-            o.size.unwrap_or("?"),
-            p.size.unwrap_or("?")
+        return Some((
+            format!(
+                "size {} -> {}",
+                o.size.unwrap_or("?"),
+                p.size.unwrap_or("?")
+            ),
+            None,
         ));
     }
     match (o.object, p.object, o.comm, p.comm) {
@@ -239,17 +290,37 @@ fn variable_difference(
             let os = orig.sections.get(orig.objects[oi].section).name;
             let ps = patched.sections.get(patched.objects[pi].section).name;
             if os != ps {
-                return Some(format!("section {os} -> {ps}"));
+                return Some((format!("section {os} -> {ps}"), None));
             }
             let a = canon::data_object(orig, oi, oside);
             let b = canon::data_object(patched, pi, side);
-            (a != b).then(|| "initial value or alignment".into())
+            if a == b {
+                return None;
+            }
+            // Lines 0 and 1 of the canonical form are section and alignment,
+            // then one line per data directive after the label.
+            let (ol, pl) = (orig.objects[oi].label_stmt, patched.objects[pi].label_stmt);
+            let k = a.lines().zip(b.lines()).position(|(x, y)| x != y);
+            let lines = match k {
+                Some(k) if k >= 2 => (orig.line(ol + k - 1), patched.line(pl + k - 1)),
+                _ => (orig.line(ol), patched.line(pl)),
+            };
+            let what = if k.is_some_and(|k| k < 2) {
+                "alignment"
+            } else {
+                "initial value"
+            };
+            Some((what.into(), Some(lines)))
         }
-        (None, None, Some((oc, _, ol)), Some((pc, _, pl))) => {
-            (oc.replace(' ', "") != pc.replace(' ', "") || ol != pl)
-                .then(|| format!("common size/alignment {oc} -> {pc}"))
+        (None, None, Some((oc, oline, ol)), Some((pc, pline, pl))) => {
+            (oc.replace(' ', "") != pc.replace(' ', "") || ol != pl).then(|| {
+                (
+                    format!("common size/alignment {oc} -> {pc}"),
+                    Some((oline, pline)),
+                )
+            })
         }
-        _ => Some("definition kind (.comm vs. initialized data)".into()),
+        _ => Some(("definition kind (.comm vs. initialized data)".into(), None)),
     }
 }
 

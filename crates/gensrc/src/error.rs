@@ -32,6 +32,8 @@ pub enum Error {
         orig_line: u32,
         patched_line: u32,
     },
+    #[error("{option}: no symbol `{name}` in both inputs")]
+    UnknownName { option: &'static str, name: String },
     #[error("writing the output: {0}")]
     Write(#[source] std::io::Error),
     #[error("--dbg-filter takes exactly one input, got {0}")]

@@ -28,9 +28,18 @@ pub use error::Error;
 /// Options, in the order they take effect.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
-    /// Variables whose changes are accepted: the patch keeps using the
-    /// original object (`--ignore-changes`).
+    /// Symbols whose changes are ignored (`--ignore-changes`): a changed
+    /// variable is accepted and the patch keeps using the original object;
+    /// a changed function is left unpatched.
     pub ignore_changes: Vec<String>,
+    /// Functions patched even though their code did not change
+    /// (`--must-adapt`), e.g. because what they rely on changed meaning.
+    pub must_adapt: Vec<String>,
+    /// Symbols the patch must not share with the original
+    /// (`--unlink-symbols`): a variable gets a fresh copy in the patch
+    /// (initialized from the patched source, so its changes are no longer
+    /// refused), a function a private copy that the original never jumps to.
+    pub unlink_symbols: Vec<String>,
     /// Emit the patch's functions and variables as global symbols.
     pub force_global: bool,
     /// Reach data outside the patch through GOT entries (`--force-gotpcrel`).
@@ -48,6 +57,12 @@ pub struct Report {
     pub new_variables: Vec<String>,
     /// Changed variables accepted by `--ignore-changes`.
     pub ignored_variables: Vec<String>,
+    /// Changed functions left alone by `--ignore-changes`.
+    pub ignored_functions: Vec<String>,
+    /// Unchanged functions patched by `--must-adapt`.
+    pub adapted: Vec<String>,
+    /// Symbols given their own copy by `--unlink-symbols`.
+    pub unlinked: Vec<String>,
     /// Changed functions whose new code all comes from other functions
     /// inlined into them.
     pub inlined: Vec<Inlined>,
@@ -138,9 +153,30 @@ pub fn diff_to(
 ) -> Result<Report, Error> {
     let om = model::Model::build(orig_name, orig)?;
     let pm = model::Model::build(patched_name, patched)?;
-    let pairing = rename::pair(&om, &pm);
+    let mut pairing = rename::pair(&om, &pm);
+    for name in &opts.unlink_symbols {
+        let o = pairing.to_orig.remove(name.as_str()).or_else(|| {
+            pairing
+                .to_patched
+                .get(name.as_str())
+                .copied()
+                .and_then(|p| pairing.to_orig.remove(p))
+        });
+        match o {
+            Some(o) => {
+                pairing.to_patched.remove(o);
+            }
+            None => {
+                return Err(Error::UnknownName {
+                    option: "--unlink-symbols",
+                    name: name.clone(),
+                });
+            }
+        }
+    }
     let data = canon::match_local_data(&om, &pm, &pairing);
-    let plan = differ::plan(&om, &pm, &pairing, &data, opts)?;
+    let mut plan = differ::plan(&om, &pm, &pairing, &data, opts)?;
+    plan.report.unlinked = opts.unlink_symbols.clone();
     emit::Emitter::new(&om, &pm, &pairing, &data, &plan, opts).emit_to(orig, out)?;
     Ok(plan.report)
 }

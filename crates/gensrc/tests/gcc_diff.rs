@@ -860,3 +860,179 @@ fn changed_callee_with_its_own_body_is_named() {
     }
     assert_eq!(out.report.inlined.len(), 2);
 }
+
+// ---- new variables of every kind; --ignore-changes, --must-adapt, --unlink-symbols ----
+
+const VARS_ORIG: &str = r#"#include <stdio.h>
+int shown = 1;
+__attribute__((noinline)) int show(int x) { return x + shown; }
+__attribute__((noinline)) int quiet(int x) { return x * 2; }
+int main(void) { printf("%d %d\n", show(1), quiet(2)); return 0; }
+"#;
+
+const VARS_PATCHED: &str = r#"#include <stdio.h>
+int shown = 1;
+static int s_bss;
+static int s_init = 7;
+int g_bss;
+int g_init = 9;
+const char *const names[] = { "a", "b" };
+static const int table[4] = { 1, 2, 3, 4 };
+__attribute__((noinline)) int show(int x)
+{
+	static int calls;
+	calls++;
+	s_bss += x;
+	g_bss++;
+	return x + shown + s_bss + s_init + g_bss + g_init + calls + names[x & 1][0] + table[x & 3];
+}
+__attribute__((noinline)) int quiet(int x) { return x * 2; }
+int main(void) { printf("%d %d\n", show(1), quiet(2)); return 0; }
+"#;
+
+#[test]
+fn new_variables_of_every_kind_live_in_the_patch() {
+    for b in [
+        PIE_O0,
+        PIE_O2G,
+        NOPIE_O2G,
+        Build {
+            cflags: &["-O2", "-fcommon"],
+            lflags: &[],
+        },
+    ] {
+        let c = Case::new();
+        let o = c.asm("o", VARS_ORIG, b);
+        let p = c.asm("p", VARS_PATCHED, b);
+        let out = diff(&o, &p, &Options::default());
+        // main may differ in register choice at -O2; quiet never changes.
+        let funcs = patched_functions(&out.text);
+        assert!(funcs.contains(&"show".to_string()), "{funcs:?}");
+        assert!(!funcs.contains(&"quiet".to_string()), "{funcs:?}");
+        let mut vars = out.report.new_variables.clone();
+        vars.retain(|v| !v.starts_with("calls."));
+        vars.sort();
+        // -O2 folds the constant ones (s_init, table) away.
+        for v in ["g_bss", "g_init", "names", "s_bss"] {
+            assert!(
+                vars.iter().any(|x| x == v),
+                "{v} missing: {vars:?} {:?}",
+                b.cflags
+            );
+        }
+        for v in &vars {
+            assert!(
+                ["g_bss", "g_init", "names", "s_bss", "s_init", "table"].contains(&v.as_str()),
+                "{v}"
+            );
+        }
+        let want = vars;
+        // Every new variable is defined after a switch to .kpatch.data.
+        let part = patch_part(&out.text);
+        for v in &want {
+            let at = part
+                .find(&format!("\n{v}:"))
+                .unwrap_or_else(|| panic!("{v} not defined:\n{part}"));
+            let sec = part[..at].rfind(".pushsection").unwrap();
+            assert!(
+                part[sec..at].starts_with(".pushsection\t.kpatch.data"),
+                "{v}"
+            );
+        }
+        let orig = c.link("o", &o, b);
+        let patched = c.link("op", &out.text, b);
+        assert_patch_sections(&patched);
+        assert!(readelf(&["-SW"], &patched).contains(".kpatch.data"));
+        assert_eq!(
+            run(&mut Command::new(&orig)),
+            run(&mut Command::new(&patched))
+        );
+    }
+}
+
+#[test]
+fn new_thread_local_variable_is_refused_by_name() {
+    let c = Case::new();
+    let o = c.asm("o", VARS_ORIG, PIE_O2G);
+    let p = c.asm(
+        "p",
+        &VARS_ORIG
+            .replace("int shown = 1;", "int shown = 1;\n__thread int per_thread;")
+            .replace("return x + shown;", "return x + shown + per_thread++;"),
+        PIE_O2G,
+    );
+    let e = gensrc::diff("o.s", &o, "p.s", &p, &Options::default())
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        e.contains("per_thread") && e.contains("thread-local") && e.contains("patched line"),
+        "{e}"
+    );
+}
+
+#[test]
+fn ignore_changes_and_must_adapt_choose_functions() {
+    let c = Case::new();
+    let o = c.asm("o", VARS_ORIG, PIE_O2G);
+    let p = c.asm("p", &VARS_ORIG.replace("x + shown", "x - shown"), PIE_O2G);
+    let opts = Options {
+        ignore_changes: vec!["show".into()],
+        must_adapt: vec!["quiet".into()],
+        ..Options::default()
+    };
+    let out = diff(&o, &p, &opts);
+    assert_eq!(patched_functions(&out.text), ["quiet"]);
+    assert_eq!(out.report.ignored_functions, ["show"]);
+    assert_eq!(out.report.adapted, ["quiet"]);
+    let e = gensrc::diff(
+        "o.s",
+        &o,
+        "p.s",
+        &p,
+        &Options {
+            must_adapt: vec!["nosuch".into()],
+            ..Options::default()
+        },
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(e.contains("--must-adapt") && e.contains("nosuch"), "{e}");
+}
+
+#[test]
+fn unlink_symbols_gives_a_changed_variable_its_own_copy() {
+    let c = Case::new();
+    let b = PIE_O2G;
+    let o = c.asm("o", VARS_ORIG, b);
+    let p = c.asm(
+        "p",
+        &VARS_ORIG.replace("int shown = 1;", "int shown = 40;"),
+        b,
+    );
+    assert!(gensrc::diff("o.s", &o, "p.s", &p, &Options::default()).is_err());
+    let opts = Options {
+        unlink_symbols: vec!["shown".into()],
+        ..Options::default()
+    };
+    let out = diff(&o, &p, &opts);
+    // Every user of the variable moves to the copy.
+    assert!(patched_functions(&out.text).contains(&"show".to_string()));
+    let part = patch_part(&out.text);
+    assert!(part.contains("\nshown.kpatch:"), "{part}");
+    assert!(part.contains("shown.kpatch(%rip)"), "{part}");
+    // The copy holds the patched initial value: call the new show().
+    std::fs::write(c.path("aug.s"), out.text.replace("main", "orig_main")).unwrap();
+    std::fs::write(
+        c.path("drv.c"),
+        "#include <stdio.h>\nextern int show_k(int) __asm__(\"show.kpatch\");\nint main(void) { printf(\"%d\\n\", show_k(2)); return 0; }\n",
+    )
+    .unwrap();
+    run(Command::new("gcc")
+        .arg("-o")
+        .arg(c.path("drv"))
+        .arg(c.path("drv.c"))
+        .arg(c.path("aug.s")));
+    assert_eq!(run(&mut Command::new(c.path("drv"))), "42\n");
+}

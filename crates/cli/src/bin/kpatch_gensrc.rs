@@ -45,10 +45,20 @@ struct Args {
     /// not with `-o -`.
     #[arg(long)]
     json: bool,
-    /// Comma-separated variables whose changes are accepted (the patch keeps
-    /// using the original object).
+    /// Comma-separated symbols whose changes are ignored: a changed variable
+    /// is accepted (the patch keeps using the original object), a changed
+    /// function is not patched.
     #[arg(long, value_name = "FLIST", value_delimiter = ',')]
     ignore_changes: Vec<String>,
+    /// Comma-separated functions to patch even though their code did not
+    /// change.
+    #[arg(long, value_name = "FLIST", value_delimiter = ',')]
+    must_adapt: Vec<String>,
+    /// Comma-separated symbols the patch gets its own copy of instead of
+    /// using the original's (a variable starts from its patched initial
+    /// value; a function is not redirected).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    unlink_symbols: Vec<String>,
 }
 
 fn read_input(name: &str) -> Result<String> {
@@ -141,6 +151,8 @@ fn run(args: Args) -> Result<()> {
     let patched = read_input(&args.inputs[1])?;
     let opts = gensrc::Options {
         ignore_changes: args.ignore_changes,
+        must_adapt: args.must_adapt,
+        unlink_symbols: args.unlink_symbols,
         force_global: args.force_global,
         force_gotpcrel: args.force_gotpcrel,
         keep_line_changes: args.keep_line_changes,

@@ -1,0 +1,99 @@
+//! Hand-written assembly for the cases gcc rarely or never emits.
+
+use gensrc::Options;
+
+fn func(name: &str, body: &str) -> String {
+    format!(
+        "\t.text\n\t.globl\t{name}\n\t.type\t{name}, @function\n{name}:\n\t.cfi_startproc\n{body}\t.cfi_endproc\n\t.size\t{name}, .-{name}\n"
+    )
+}
+
+#[test]
+fn lcomm_variable_becomes_zeroed_patch_data() {
+    let o = func("f", "\tmovl\t$1, %eax\n\tret\n");
+    let p = format!(
+        "{}\t.lcomm\tfresh,16,8\n",
+        func("f", "\taddl\t$1, fresh(%rip)\n\tmovl\t$1, %eax\n\tret\n")
+    );
+    let out = gensrc::diff("o.s", &o, "p.s", &p, &Options::default()).unwrap();
+    assert_eq!(out.report.new_variables, ["fresh"]);
+    let part = &out.text[out.text.find("kpatch begin").unwrap()..];
+    let at = part.find("\nfresh:").expect("defined");
+    assert!(part[..at].contains(".balign\t8"), "{part}");
+    assert!(part[at..].starts_with("\nfresh:\n\t.zero\t16"), "{part}");
+    // .lcomm is local: no .globl for it.
+    assert!(!part.contains(".globl\tfresh"), "{part}");
+}
+
+#[test]
+fn unknown_directives_are_carried_through() {
+    let o = format!(
+        "\t.my_vendor_thing 1, 2\n{}",
+        func("f", "\t.weird_marker foo\n\tmovl\t$1, %eax\n\tret\n")
+    );
+    let p = format!(
+        "\t.my_vendor_thing 1, 2\n{}",
+        func("f", "\t.weird_marker foo\n\tmovl\t$2, %eax\n\tret\n")
+    );
+    let out = gensrc::diff("o.s", &o, "p.s", &p, &Options::default()).unwrap();
+    assert!(out.text.starts_with("\t.my_vendor_thing 1, 2\n"));
+    let part = &out.text[out.text.find("kpatch begin").unwrap()..];
+    assert!(part.contains("\t.weird_marker\tfoo\n"), "{part}");
+    assert!(part.contains("movl\t$2, %eax"), "{part}");
+}
+
+#[test]
+fn refusals_name_block_lines_and_difference() {
+    let var = |v: &str| {
+        format!("\t.data\n\t.type\tcounter, @object\n\t.size\tcounter, 4\ncounter:\n\t.long\t{v}\n")
+    };
+    let o = format!("{}{}", func("f", "\tret\n"), var("1"));
+    let p = format!("{}{}", func("f", "\tret\n"), var("2"));
+    let e = gensrc::diff("o.s", &o, "p.s", &p, &Options::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("`counter`")
+            && e.contains("initial value")
+            && e.contains("original line 13")
+            && e.contains("patched line 13")
+            && e.contains("--ignore-changes"),
+        "{e}"
+    );
+
+    // A function that became a variable.
+    let p = format!(
+        "{}\t.data\n\t.type\tg, @object\n\t.size\tg, 4\ng:\n\t.long 1\n",
+        func("f", "\tret\n")
+    );
+    let o = format!("{}{}", func("f", "\tret\n"), func("g", "\tret\n"));
+    let e = gensrc::diff("o.s", &o, "p.s", &p, &Options::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("`g`") && e.contains("original line") && e.contains("became a variable"),
+        "{e}"
+    );
+}
+
+#[test]
+fn string_constant_change_copies_only_the_new_constant() {
+    let rodata = |s: &str| {
+        format!(
+            "\t.section\t.rodata.str1.1,\"aMS\",@progbits,1\n.LC0:\n\t.string\t\"same\"\n.LC1:\n\t.string\t\"{s}\"\n"
+        )
+    };
+    let body = "\tleaq\t.LC0(%rip), %rdi\n\tleaq\t.LC1(%rip), %rsi\n\tret\n";
+    let o = format!("{}{}", rodata("old"), func("f", body));
+    let p = format!("{}{}", rodata("new"), func("f", body));
+    let out = gensrc::diff("o.s", &o, "p.s", &p, &Options::default()).unwrap();
+    assert_eq!(out.report.changed, ["f"]);
+    let part = &out.text[out.text.find("kpatch begin").unwrap()..];
+    // The unchanged constant is shared with the original, the new one copied.
+    assert!(part.contains("leaq\t.LC0(%rip), %rdi"), "{part}");
+    assert!(part.contains("leaq\t.LC1.kpatch(%rip), %rsi"), "{part}");
+    assert!(part.contains(".LC1.kpatch:\n\t.string\t\"new\""), "{part}");
+    assert!(!part.contains(".LC0.kpatch"), "{part}");
+}
