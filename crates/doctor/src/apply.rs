@@ -49,6 +49,7 @@ struct Prepared {
     image: Vec<u8>,
     hunks: Vec<Hunk>,
     entries: Vec<InfoEntry>,
+    record: Record,
 }
 
 /// Applies those of `patches` that target an object of `pid`.
@@ -110,7 +111,7 @@ pub fn patch_process(pid: i32, patches: &[Patch], opts: &Options) -> Result<Proc
     let mut prepared = Vec::new();
     let mut taken: Vec<Mapping> = maps.clone();
     for &(pi, ti) in &todo {
-        let p = prepare_anywhere(pid, &patches[pi], pi, ti, &objects, &taken)?;
+        let p = prepare_anywhere(pid, &patches[pi], pi, ti, &objects, &taken, &replace)?;
         taken.push(Mapping {
             start: p.base,
             end: p.base + p.image.len() as u64,
@@ -185,6 +186,7 @@ fn switch(
                     p.target,
                     objects,
                     &maps,
+                    replace,
                 )?;
                 *p = again;
                 held.mmap_fixed(p.base, p.image.len() as u64)?;
@@ -253,6 +255,7 @@ fn prepare_anywhere(
     ti: usize,
     objects: &[LoadedObject],
     maps: &[Mapping],
+    replace: &[Record],
 ) -> Result<Prepared> {
     let layout = layout::plan(patch);
     let target = &objects[ti];
@@ -264,7 +267,26 @@ fn prepare_anywhere(
             object: target.name.clone(),
             size: layout.size,
         })?;
-    prepare(pid, patch, &layout, pi, ti, objects, base)
+    let mut p = prepare(pid, patch, &layout, pi, ti, objects, base)?;
+    // A function of a patch being replaced holds that patch's jump now; the
+    // bytes to keep (and to check before writing) are the true originals it
+    // saved, which go back in place first.
+    let mut changed = false;
+    for h in &mut p.hunks {
+        if let Some(old) = replace
+            .iter()
+            .flat_map(|r| &r.hunks)
+            .find(|o| o.addr == h.addr)
+        {
+            h.saved = old.saved.clone();
+            changed = true;
+        }
+    }
+    if changed {
+        p.record.hunks = p.hunks.iter().map(Hunk::saved_hunk).collect();
+        p.record.encode_into(&mut p.image, layout.record_cap);
+    }
+    Ok(p)
 }
 
 fn prepare(
@@ -322,7 +344,7 @@ fn prepare(
     let applied_ns = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
-    Record {
+    let record = Record {
         base,
         region_len: image.len() as u64,
         digest: patch.digest,
@@ -334,9 +356,10 @@ fn prepare(
         level: patch.level(),
         hunks: hunks.iter().map(Hunk::saved_hunk).collect(),
         entries: entries.clone(),
-    }
-    .encode_into(&mut image, layout.record_cap);
+    };
+    record.encode_into(&mut image, layout.record_cap);
     Ok(Prepared {
+        record,
         patch: pi,
         target: ti,
         base,

@@ -221,7 +221,9 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Patch> {
         path: path.to_path_buf(),
         header: kp.header.clone(),
         header_bytes: bytes[..kpatch_file::HEADER_SIZE].to_vec(),
-        digest: digest(data),
+        // The level is part of the identity: the same code at a higher
+        // level replaces the lower one.
+        digest: digest(data) ^ u64::from(kp.header.user_level).rotate_left(32),
         sections,
         symbols,
         relocs,

@@ -98,7 +98,10 @@ mod tests {
             m(0x1_0000_3000, 0x1_8000_0000),
         ];
         let c = candidates(&maps, 0x1_0000_0000, 0x1_0000_1000, 0x1000_0000);
-        assert!(c.iter().all(|&a| !(0x1_0000_0000..0x1_8000_1000).contains(&a)));
+        assert!(
+            c.iter()
+                .all(|&a| !(0x1_0000_0000..0x1_8000_1000).contains(&a))
+        );
         for a in c {
             let far = if a > 0x1_0000_0000 {
                 a + 0x1000_0000 - 0x1_0000_0000

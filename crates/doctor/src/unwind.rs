@@ -144,7 +144,7 @@ pub fn unwind(
                 pc,
             });
         }
-        let object = tables.object_at(pc).map(Arc::<str>::from);
+        let object = tables.object_name_at(pc);
         let mut frame = Frame {
             pc,
             sp: sp.unwrap_or(0),

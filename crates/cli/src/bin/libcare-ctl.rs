@@ -2,7 +2,7 @@
 //! A thin front end over the `doctor` crate: argument parsing, choosing the
 //! processes, printing one line (or one JSON object) per process.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -122,7 +122,7 @@ fn failed(json: bool, pid: i32, e: &doctor::Error) {
     }
 }
 
-fn patch(pid_arg: &str, json: bool, secs: f64, path: &PathBuf) -> Result<bool> {
+fn patch(pid_arg: &str, json: bool, secs: f64, path: &Path) -> Result<bool> {
     let storage = Storage::open(path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let opts = doctor::Options {
         timeout: timeout(secs)?,
@@ -137,7 +137,7 @@ fn patch(pid_arg: &str, json: bool, secs: f64, path: &PathBuf) -> Result<bool> {
                     json,
                     pid,
                     &doctor::Error::Storage {
-                        path: path.clone(),
+                        path: path.to_path_buf(),
                         why: format!("no patch for any object of process {pid}"),
                     },
                 );

@@ -310,6 +310,10 @@ impl Tables {
         self.claim(pc).map(|o| &*o.name)
     }
 
+    pub(crate) fn object_name_at(&self, pc: u64) -> Option<Arc<str>> {
+        self.claim(pc).map(|o| o.name.clone())
+    }
+
     /// Number of FDEs indexed across all objects.
     pub fn fde_count(&self) -> usize {
         self.objects.iter().map(|o| o.fdes.len()).sum()

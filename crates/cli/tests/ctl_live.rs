@@ -1,0 +1,336 @@
+//! libcare-ctl on live processes beyond the plain patch/unpatch cycle:
+//! refusals that must leave the patient exactly as it was (running, same
+//! output, same code bytes, no new mapping), repeated patches, `info`,
+//! JSON output, patch storage layouts and the safety timeout.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use support::{Case, Flavour, Patient, build_by_recipe, ctl};
+
+/// The patient's code and mappings, to compare before and after a command.
+#[derive(Debug, PartialEq, Eq)]
+struct Snapshot {
+    /// Bytes of every executable file-backed mapping.
+    text: Vec<(String, u64, Vec<u8>)>,
+    /// Every mapping's range and permissions.
+    maps: Vec<String>,
+}
+
+fn snapshot(pid: u32) -> Snapshot {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let mem = std::fs::File::open(format!("/proc/{pid}/mem")).unwrap();
+    let mut text = Vec::new();
+    let mut ranges = Vec::new();
+    for line in maps.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        ranges.push(format!("{} {}", f[0], f[1]));
+        if f.len() < 6 || !f[1].contains('x') || !f[5].starts_with('/') {
+            continue;
+        }
+        let (s, e) = f[0].split_once('-').unwrap();
+        let s = u64::from_str_radix(s, 16).unwrap();
+        let e = u64::from_str_radix(e, 16).unwrap();
+        let mut buf = vec![0u8; (e - s) as usize];
+        std::os::unix::fs::FileExt::read_exact_at(&mem, &mut buf, s).unwrap();
+        text.push((f[5].to_string(), s, buf));
+    }
+    // Thread stacks and the heap may grow; compare the code-bearing and
+    // anonymous executable mappings only.
+    ranges.retain(|r| r.contains('x'));
+    Snapshot { text, maps: ranges }
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Asserts a refusal: non-zero exit, one line on stderr containing `why`.
+fn refused(out: &std::process::Output, why: &str) {
+    let err = stderr(out);
+    assert!(
+        !out.status.success(),
+        "expected failure, got success:\n{err}"
+    );
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "one line on stderr:\n{err}"
+    );
+    assert!(err.contains(why), "stderr should mention {why:?}:\n{err}");
+}
+
+fn seed() -> (Case, support::Built) {
+    let case = Case::load("seed");
+    let built = build_by_recipe(&case, Flavour::PIE_O0);
+    (case, built)
+}
+
+/// A copy of `kpatch` whose header is rebuilt around `elf` (or its own ELF)
+/// with another BuildID.
+fn rewrap(kpatch: &Path, build_id: Option<&str>, edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let bytes = std::fs::read(kpatch).unwrap();
+    let k = kpatch_file::KpatchFile::parse(&bytes).unwrap();
+    let mut elf = k.elf.to_vec();
+    edit(&mut elf);
+    kpatch_file::build(
+        &elf,
+        &kpatch_file::MakeOptions {
+            build_id: build_id.unwrap_or(&k.header.build_id).into(),
+            user_level: k.header.user_level,
+            checksum: true,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+#[test]
+fn ctl_refuses_a_pid_that_does_not_exist() {
+    let (_case, built) = seed();
+    let out = ctl(&["patch", "-p", "999999999", built.patch.to_str().unwrap()]);
+    refused(&out, "process 999999999 does not exist");
+    let out = ctl(&["unpatch", "-p", "999999999"]);
+    refused(&out, "does not exist");
+}
+
+#[test]
+fn ctl_bad_files_leave_the_patient_untouched() {
+    let (case, built) = seed();
+    let before = case.before.as_str();
+    let mut patient = Patient::start(&built);
+    patient.wait_for(before, &[]);
+    let pid = patient.pid();
+    let snap = snapshot(pid);
+    let good = std::fs::read(&built.patch).unwrap();
+    let dir = built.dir.path();
+
+    let mut wrong_magic = good.clone();
+    wrong_magic[..8].copy_from_slice(b"NOTPATCH");
+    let truncated = &good[..good.len() / 2];
+    let tiny = &good[..100];
+    let other_id = rewrap(
+        &built.patch,
+        Some("0123456789abcdef0123456789abcdef01234567"),
+        |_| {},
+    );
+    // A relocation type the doctor does not know (R_X86_64_GOT32 = 3) in the
+    // first RELA section: refused before anything is written.
+    let bad_reloc = rewrap(&built.patch, None, |elf| {
+        let shoff = u64::from_le_bytes(elf[0x28..0x30].try_into().unwrap()) as usize;
+        let shnum = u16::from_le_bytes(elf[0x3c..0x3e].try_into().unwrap()) as usize;
+        for i in 0..shnum {
+            let sh = shoff + i * 64;
+            let ty = u32::from_le_bytes(elf[sh + 4..sh + 8].try_into().unwrap());
+            if ty == 4 {
+                let off = u64::from_le_bytes(elf[sh + 24..sh + 32].try_into().unwrap()) as usize;
+                elf[off + 8..off + 12].copy_from_slice(&3u32.to_le_bytes());
+                return;
+            }
+        }
+        panic!("no RELA section in the patch ELF");
+    });
+
+    let cases: [(&str, &[u8], &str); 5] = [
+        ("magic.kpatch", &wrong_magic, "bad magic"),
+        ("truncated.kpatch", truncated, "truncated.kpatch"),
+        ("tiny.kpatch", tiny, "not a kpatch file"),
+        (
+            "other.kpatch",
+            &other_id,
+            "BuildID 0123456789abcdef0123456789abcdef01234567 matches no object",
+        ),
+        ("reloc.kpatch", &bad_reloc, "unsupported relocation type"),
+    ];
+    for (name, bytes, why) in cases {
+        let path = write(dir, name, bytes);
+        let out = ctl(&["patch", "-p", &pid.to_string(), path.to_str().unwrap()]);
+        refused(&out, why);
+        patient.expect_steady(before, 2);
+        assert_eq!(
+            snapshot(pid),
+            snap,
+            "{name}: the patient's code or mappings changed"
+        );
+    }
+    assert!(patient.alive());
+}
+
+#[test]
+fn ctl_patch_twice_info_json_and_exact_unpatch() {
+    let (case, built) = seed();
+    let (before, after) = (case.before.as_str(), case.after.as_str());
+    let mut patient = Patient::start(&built);
+    patient.wait_for(before, &[]);
+    let pid = patient.pid().to_string();
+    let patch = built.patch.to_str().unwrap();
+    let snap = snapshot(patient.pid());
+
+    let out = ctl(&["patch", "-p", &pid, "-j", patch]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(v["pid"].as_i64(), Some(i64::from(patient.pid())));
+    assert_eq!(v["status"], "patched");
+    assert_eq!(v["patches"][0]["functions"][0], "i_m_being_patched");
+    assert_eq!(v["patches"][0]["build_id"], built.targets[0].as_str());
+    assert!(v["stopped_us"].as_u64().unwrap() > 0);
+    patient.wait_for(after, &[before]);
+
+    // The same patch again: said so, nothing changes.
+    let mapped = snapshot(patient.pid());
+    let out = ctl(&["patch", "-p", &pid, patch]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("already applied"), "{}", stdout(&out));
+    assert_eq!(snapshot(patient.pid()), mapped);
+    patient.expect_steady(after, 2);
+
+    let out = ctl(&["info", "-p", &pid, "-j"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    let patches = v["patches"].as_array().unwrap();
+    assert_eq!(patches.len(), 1);
+    assert_eq!(patches[0]["functions"][0], "i_m_being_patched");
+    assert!(
+        v["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["build_id"] == built.targets[0].as_str())
+    );
+
+    let out = ctl(&["unpatch", "-p", &pid, "-j"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(v["status"], "unpatched");
+    patient.wait_for(before, &[after]);
+    patient.expect_steady(before, 2);
+    // Original bytes back exactly, region unmapped.
+    assert_eq!(snapshot(patient.pid()), snap);
+
+    let out = ctl(&["unpatch", "-p", &pid]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("nothing to unpatch"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn ctl_patch_from_storage_directories_and_levels() {
+    let (case, built) = seed();
+    let (before, after) = (case.before.as_str(), case.after.as_str());
+    let id = &built.targets[0];
+    let good = std::fs::read(&built.patch).unwrap();
+
+    // <dir>/<BuildID>.kpatch
+    let flat = built.dir.path().join("flat");
+    std::fs::create_dir(&flat).unwrap();
+    write(&flat, &format!("{id}.kpatch"), &good);
+    // <dir>/<BuildID>/<level>/kpatch.bin, latest -> 2
+    let levels = built.dir.path().join("levels");
+    for lv in [1u32, 2] {
+        let d = levels.join(id).join(lv.to_string());
+        std::fs::create_dir_all(&d).unwrap();
+        let bytes = kpatch_file::build(
+            kpatch_file::KpatchFile::parse(&good).unwrap().elf,
+            &kpatch_file::MakeOptions {
+                build_id: id.clone(),
+                user_level: lv,
+                checksum: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        write(&d, "kpatch.bin", &bytes);
+    }
+    std::os::unix::fs::symlink("1", levels.join(id).join("latest")).unwrap();
+
+    let mut patient = Patient::start(&built);
+    patient.wait_for(before, &[]);
+    let pid = patient.pid().to_string();
+
+    let out = ctl(&["patch", "-p", &pid, flat.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    patient.wait_for(after, &[before]);
+    let out = ctl(&["unpatch", "-p", &pid, id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    patient.wait_for(before, &[after]);
+
+    let out = ctl(&["patch", "-p", &pid, "-j", levels.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(v["patches"][0]["level"], 1);
+    patient.wait_for(after, &[before]);
+
+    // latest -> 2: level 2 replaces level 1 in one go.
+    std::fs::remove_file(levels.join(id).join("latest")).unwrap();
+    std::os::unix::fs::symlink("2", levels.join(id).join("latest")).unwrap();
+    let out = ctl(&["patch", "-p", &pid, "-j", levels.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    patient.expect_steady(after, 2);
+    let out = ctl(&["info", "-p", &pid, "-j"]);
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    let patches = v["patches"].as_array().unwrap();
+    assert_eq!(patches.len(), 1, "{v}");
+    assert_eq!(patches[0]["level"], 2);
+
+    // A lower level than the applied one is not applied.
+    std::fs::remove_file(levels.join(id).join("latest")).unwrap();
+    std::os::unix::fs::symlink("1", levels.join(id).join("latest")).unwrap();
+    let out = ctl(&["patch", "-p", &pid, levels.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("level"), "{}", stdout(&out));
+
+    let out = ctl(&["unpatch", "-p", &pid]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    patient.wait_for(before, &[after]);
+    patient.expect_steady(before, 2);
+}
+
+#[test]
+fn ctl_refuses_a_function_that_never_returns_within_the_timeout() {
+    let case = Case::load("ctl_busy");
+    let built = build_by_recipe(&case, Flavour::PIE_O2_G);
+    let before = case.before.as_str();
+    let mut patient = Patient::start(&built);
+    patient.wait_for(before, &[]);
+    let pid = patient.pid();
+    let snap = snapshot(pid);
+    let t0 = std::time::Instant::now();
+    let out = ctl(&[
+        "patch",
+        "-p",
+        &pid.to_string(),
+        "--timeout",
+        "0.3",
+        built.patch.to_str().unwrap(),
+    ]);
+    refused(&out, "`spin`");
+    assert!(t0.elapsed() < std::time::Duration::from_secs(5));
+    patient.expect_steady(before, 3);
+    assert_eq!(snapshot(pid), snap, "region unmapped, code unchanged");
+    assert!(patient.alive());
+}
+
+#[test]
+fn ctl_help_and_usage() {
+    let out = ctl(&["--help"]);
+    assert!(out.status.success());
+    assert!(stdout(&out).contains("patch"));
+    let out = ctl(&["patch"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = ctl(&["frobnicate"]);
+    assert_eq!(out.status.code(), Some(2));
+}
