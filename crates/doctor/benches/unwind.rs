@@ -7,7 +7,10 @@ mod unwind_support;
 
 use std::time::{Duration, Instant};
 
-use doctor::unwind::{Tables, unwind};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+
+use doctor::unwind::{Memory, MemoryError, Tables, unwind};
 use unwind_support::{Patient, Process, compile};
 
 const DEEP: &str = r#"
@@ -33,6 +36,48 @@ int main(void) {
     return r == 42;
 }
 "#;
+
+/// Counts reads and keeps a copy of every page read, to replay the same
+/// unwind without system calls.
+struct Recorder<'m> {
+    inner: &'m dyn Memory,
+    reads: Cell<usize>,
+    pages: RefCell<HashMap<u64, Vec<u8>>>,
+}
+
+impl Memory for Recorder<'_> {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        self.reads.set(self.reads.get() + 1);
+        self.inner.read(addr, buf)?;
+        let page = addr & !4095;
+        let mut bytes = vec![0; 4096];
+        if self.inner.read(page, &mut bytes).is_ok() {
+            self.pages.borrow_mut().insert(page, bytes);
+        }
+        Ok(())
+    }
+}
+
+/// Pages recorded by [`Recorder`].
+struct Snapshot(HashMap<u64, Vec<u8>>);
+
+impl Memory for Snapshot {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        let page = addr & !4095;
+        let at = (addr - page) as usize;
+        match self.0.get(&page) {
+            Some(bytes) if at + buf.len() <= 4096 => {
+                buf.copy_from_slice(&bytes[at..at + buf.len()]);
+                Ok(())
+            }
+            _ => Err(MemoryError {
+                addr,
+                len: buf.len(),
+                reason: "not in the snapshot".into(),
+            }),
+        }
+    }
+}
 
 fn figures(label: &str, mut samples: Vec<Duration>) {
     samples.sort();
@@ -102,5 +147,30 @@ fn main() {
     figures(
         &format!("one unwind of {} frames via /proc/PID/mem", frames.len()),
         unwinds,
+    );
+
+    let recorder = Recorder {
+        inner: &memory,
+        reads: Cell::new(0),
+        pages: RefCell::new(HashMap::new()),
+    };
+    unwind(&regs, &recorder, &process.tables, 64).expect("recorded unwind");
+    println!(
+        "reads of process memory per unwind: {} (pages touched: {})",
+        recorder.reads.get(),
+        recorder.pages.borrow().len()
+    );
+    let snapshot = Snapshot(recorder.pages.into_inner());
+    let replays: Vec<Duration> = (0..5000)
+        .map(|_| {
+            let t = Instant::now();
+            let frames = unwind(&regs, &snapshot, &process.tables, 64).unwrap();
+            std::hint::black_box(frames);
+            t.elapsed()
+        })
+        .collect();
+    figures(
+        "same unwind from an in-memory snapshot (no syscalls)",
+        replays,
     );
 }
