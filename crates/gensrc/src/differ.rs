@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use crate::canon::{self, DataMatch, Side};
-use crate::error::{Error, VARIABLE_HINT};
+use crate::error::{Error, RefusedVariable};
 use crate::lines;
 use crate::model::Model;
 use crate::rename::Pairing;
@@ -221,6 +221,7 @@ pub fn plan<'p, 'o>(
         .map(|(n, s)| (*n, s.line))
         .collect();
     vars.sort_by_key(|&(n, l)| (l, n));
+    let mut refused = Vec::new();
     for (pname, pline) in vars {
         let Some(&oname) = pairing.to_orig.get(pname) else {
             plan.new_vars.push(pname);
@@ -243,14 +244,16 @@ pub fn plan<'p, 'o>(
                 plan.report.ignored_variables.push(oname.to_string());
                 continue;
             }
-            return Err(Error::VariableChanged {
+            refused.push(RefusedVariable {
                 name: oname.to_string(),
                 what,
                 orig_line,
                 patched_line,
-                hint: VARIABLE_HINT,
             });
         }
+    }
+    if !refused.is_empty() {
+        return Err(Error::VariablesChanged(refused));
     }
     Ok(plan)
 }

@@ -12,17 +12,8 @@ pub enum Error {
     },
 
     // ---- refusals: the change cannot be expressed as a live patch ----
-    #[error(
-        "variable `{name}` changed ({what}): original line {orig_line}, patched line {patched_line}; \
-         {hint}"
-    )]
-    VariableChanged {
-        name: String,
-        what: String,
-        orig_line: u32,
-        patched_line: u32,
-        hint: &'static str,
-    },
+    #[error("{}; {VARIABLE_HINT}", list(.0))]
+    VariablesChanged(Vec<RefusedVariable>),
     #[error(
         "`{block}` cannot be patched ({what}): original line {orig_line}, patched line {patched_line}"
     )]
@@ -38,6 +29,27 @@ pub enum Error {
     Write(#[source] std::io::Error),
     #[error("--dbg-filter takes exactly one input, got {0}")]
     DbgFilterInputs(usize),
+}
+
+/// One variable whose change cannot be patched.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RefusedVariable {
+    pub name: String,
+    pub what: String,
+    pub orig_line: u32,
+    pub patched_line: u32,
+}
+
+fn list(v: &[RefusedVariable]) -> String {
+    v.iter()
+        .map(|r| {
+            format!(
+                "variable `{}` changed ({}): original line {}, patched line {}",
+                r.name, r.what, r.orig_line, r.patched_line
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 pub const VARIABLE_HINT: &str = "a live patch cannot change data that already exists in the \

@@ -23,7 +23,7 @@ mod rename;
 mod section;
 
 pub use dbgfilter::dbg_filter;
-pub use error::Error;
+pub use error::{Error, RefusedVariable};
 
 /// Options, in the order they take effect.
 #[derive(Debug, Clone, Default)]

@@ -62,6 +62,29 @@ fn refusals_name_block_lines_and_difference() {
         "{e}"
     );
 
+    // Every changed variable is named, not just the first.
+    let two = |a: &str, b: &str| {
+        format!(
+            "{}\t.data\n\t.type\tfirst, @object\n\t.size\tfirst, 4\nfirst:\n\t.long\t{a}\n\t.type\tsecond, @object\n\t.size\tsecond, 4\nsecond:\n\t.long\t{b}\n",
+            func("f", "\tret\n")
+        )
+    };
+    let e = gensrc::diff(
+        "o.s",
+        &two("1", "2"),
+        "p.s",
+        &two("3", "4"),
+        &Options::default(),
+    )
+    .err()
+    .unwrap();
+    let gensrc::Error::VariablesChanged(list) = &e else {
+        panic!("{e}");
+    };
+    let names: Vec<_> = list.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["first", "second"]);
+    assert!(e.to_string().contains("`second`"));
+
     // A function that became a variable.
     let p = format!(
         "{}\t.data\n\t.type\tg, @object\n\t.size\tg, 4\ng:\n\t.long 1\n",

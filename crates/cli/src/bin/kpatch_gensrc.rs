@@ -158,17 +158,24 @@ fn run(args: Args) -> Result<()> {
         keep_line_changes: args.keep_line_changes,
     };
     let mut report = None;
-    write_output(&args.output, |w| {
-        report = Some(gensrc::diff_to(
+    let written = write_output(&args.output, |w| {
+        let r = gensrc::diff_to(
             display_name(&args.inputs[0]),
             &orig,
             display_name(&args.inputs[1]),
             &patched,
             &opts,
             w,
-        )?);
+        );
+        if let (true, Err(gensrc::Error::VariablesChanged(refused))) = (args.json, &r) {
+            // The refusal is the report: say it in JSON too.
+            let json = serde_json::json!({ "refused_variables": refused });
+            println!("{json:#}");
+        }
+        report = Some(r?);
         Ok(())
-    })?;
+    });
+    written?;
     let report = report.expect("set on success");
     if args.json {
         let json = serde_json::to_string_pretty(&report).context("encoding the report")?;
