@@ -349,3 +349,128 @@ fn through_gensrc_force_gotpcrel() {
         assert!(!text.contains(" hidden "), "{dump}");
     }
 }
+
+// ---- live: the patch's references to the original's data hold at run time ----
+
+const CTL: &str = env!("CARGO_BIN_EXE_libcare-ctl");
+
+/// A started patient, killed by PID when the test ends however it ends.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn complete_lines(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    if !text.ends_with('\n') {
+        lines.pop();
+    }
+    lines
+}
+
+fn wait_for(path: &Path, what: &str, pred: impl Fn(&[String]) -> bool) -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let lines = complete_lines(path);
+        if pred(&lines) {
+            return lines;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {lines:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Starts `prog` in `d`, patches it with foo.kpatch, unpatches it, and
+/// checks that the patched function printed the new text with the same
+/// `counter` and `hidden` sequence the original code keeps advancing.
+fn patch_live(d: &Path, prog: &str) {
+    let out_path = d.join("out.txt");
+    let out = std::fs::File::create(&out_path).unwrap();
+    let child = Command::new(d.join(prog))
+        .current_dir(d)
+        .stdout(out)
+        .spawn()
+        .unwrap();
+    let patient = Running(child);
+    let pid = patient.0.id().to_string();
+    let unpatched = |l: &String| l.starts_with("i'm unpatched!");
+    let patched = |l: &String| l.starts_with("you patched my tralala");
+    wait_for(&out_path, "two unpatched lines", |ls| {
+        ls.iter().filter(|l| unpatched(l)).count() >= 2
+    });
+    ok(d, CTL, &["patch", "-p", &pid, "foo.kpatch"]);
+    wait_for(&out_path, "two patched lines", |ls| {
+        ls.iter().filter(|l| patched(l)).count() >= 2
+    });
+    ok(d, CTL, &["unpatch", "-p", &pid]);
+    let lines = wait_for(&out_path, "unpatched again", |ls| {
+        let last_patched = ls.iter().rposition(patched);
+        last_patched.is_some_and(|i| ls[i + 1..].iter().any(unpatched))
+    });
+    drop(patient);
+    let values: Vec<(i64, i64)> = lines
+        .iter()
+        .map(|l| {
+            let mut nums = l
+                .split_whitespace()
+                .rev()
+                .map(|w| w.parse::<i64>().unwrap());
+            let hidden = nums.next().unwrap();
+            (nums.next().unwrap(), hidden)
+        })
+        .collect();
+    for (i, w) in values.windows(2).enumerate() {
+        assert_eq!(
+            (w[1].0 - w[0].0, w[1].1 - w[0].1),
+            (1, 1),
+            "counter/hidden jumped between lines {i} and {}: {lines:?}",
+            i + 1
+        );
+    }
+}
+
+#[test]
+fn live_force_gotpcrel_executables() {
+    for cflags in [&[][..], &["-fno-pie", "-no-pie"][..]] {
+        let dir = tempfile::tempdir().unwrap();
+        full_recipe(
+            dir.path(),
+            "counter_foo.c",
+            "counter_bar.c",
+            cflags,
+            &["--force-gotpcrel"],
+        );
+        patch_live(dir.path(), "foo");
+    }
+}
+
+/// In a library ld leaves the GOT load of `counter` in place; rel-fixup's
+/// mov -> lea is what makes the patch read the library's `counter`.
+#[test]
+fn live_force_gotpcrel_shared_library() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    full_recipe(
+        d,
+        "counter_lib_foo.c",
+        "counter_lib_bar.c",
+        &["-shared", "-fPIC"],
+        &["--force-gotpcrel"],
+    );
+    let rpath = format!("-Wl,-rpath,{}", d.display());
+    let main = fixture("counter_main.c");
+    ok(
+        d,
+        "gcc",
+        &["-o", "main", main.to_str().unwrap(), "-L.", "-lfoo", &rpath],
+    );
+    patch_live(d, "main");
+}
