@@ -474,3 +474,15 @@ fn live_force_gotpcrel_shared_library() {
     );
     patch_live(d, "main");
 }
+
+/// The main program's thread-locals, one in .tdata and one in .tbss: the
+/// patch reads them at the thread-pointer offsets of the original.
+#[test]
+fn live_thread_locals() {
+    for cflags in [&[][..], &["-fno-pie", "-no-pie"][..]] {
+        let dir = tempfile::tempdir().unwrap();
+        let dump = full_recipe(dir.path(), "tls_live_foo.c", "tls_live_bar.c", cflags, &[]);
+        assert!(dump.contains("R_X86_64_TPOFF32 tls_bss +0x0"), "{dump}");
+        patch_live(dir.path(), "foo");
+    }
+}
