@@ -1036,3 +1036,69 @@ fn unlink_symbols_gives_a_changed_variable_its_own_copy() {
         .arg(c.path("aug.s")));
     assert_eq!(run(&mut Command::new(c.path("drv"))), "42\n");
 }
+
+// ---- distro build flags ----
+
+#[test]
+fn distro_flags_build_links_and_runs() {
+    const FLAGS: &[&str] = &[
+        "-O2",
+        "-g",
+        "-fstack-protector-strong",
+        "-D_FORTIFY_SOURCE=2",
+        "-fcf-protection",
+        "-ffunction-sections",
+        "-fdata-sections",
+        "-fno-plt",
+    ];
+    for (extra, lflags) in [
+        (&["-fPIE"][..], &[][..]),
+        (&["-fPIC"][..], &["-shared"][..]),
+    ] {
+        let mut cflags: Vec<&'static str> = FLAGS.to_vec();
+        cflags.extend_from_slice(extra);
+        let b = Build {
+            cflags: Box::leak(cflags.into_boxed_slice()),
+            lflags,
+        };
+        let c = Case::new();
+        let (o_src, p_src) = if lflags.is_empty() {
+            (
+                SWITCH.to_string(),
+                SWITCH.replace("case 3: return 22;", "case 3: return 23;"),
+            )
+        } else {
+            let lib = COUNTERS.replace("int main(void)", "int not_main(void)");
+            (
+                lib.clone(),
+                lib.replace("\"third %d\\n\"", "\"third: %d\\n\""),
+            )
+        };
+        let o = c.asm("o", &o_src, b);
+        let p = c.asm("p", &p_src, b);
+        for gotpcrel in [false, true] {
+            let opts = Options {
+                force_gotpcrel: gotpcrel,
+                ..Options::default()
+            };
+            let out = diff(&o, &p, &opts);
+            let mut funcs = patched_functions(&out.text);
+            funcs.retain(|f| !f.ends_with(".cold"));
+            let want = if lflags.is_empty() { "sw" } else { "third" };
+            assert_eq!(funcs, [want], "{:?}", b.cflags);
+            let linked = c.link(
+                if lflags.is_empty() { "op" } else { "libop.so" },
+                &out.text,
+                b,
+            );
+            assert_patch_sections(&linked);
+            if lflags.is_empty() {
+                let orig = c.link("o", &o, b);
+                assert_eq!(
+                    run(&mut Command::new(&orig)),
+                    run(&mut Command::new(&linked))
+                );
+            }
+        }
+    }
+}
