@@ -77,6 +77,13 @@ impl Patient {
         );
     }
 
+    /// The next line the program prints.
+    pub fn read_line(&mut self) -> String {
+        let mut got = String::new();
+        self.stdout.read_line(&mut got).expect("read child stdout");
+        got.trim_end().to_owned()
+    }
+
     pub fn threads(&self) -> Vec<i32> {
         let mut tids: Vec<i32> = std::fs::read_dir(format!("/proc/{}/task", self.pid()))
             .expect("read task dir")
