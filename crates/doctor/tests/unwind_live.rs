@@ -76,42 +76,72 @@ fn sleeping_chain_at_o2_without_frame_pointer() {
 
 const SIGNAL: &str = r#"
 #include <signal.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 #define KEEP __attribute__((noinline, noclone))
+#define BARRIER __asm__ volatile("" ::: "memory")
 static volatile sig_atomic_t spin = 1;
-KEEP void handler_leaf(void) {
+KEEP void sleep_forever(void) {
     struct timespec ts = {1000, 0};
     write(1, "ready\n", 6);
     nanosleep(&ts, 0);
-    __asm__ volatile("" ::: "memory");
+    BARRIER;
 }
-void on_signal(int sig) { (void)sig; handler_leaf(); __asm__ volatile("" ::: "memory"); }
-KEEP void busy(void) {
-    write(1, "go\n", 3);
-    while (spin) __asm__ volatile("" ::: "memory");
+KEEP void spin_here(const char *msg) {
+    write(1, msg, 3);
+    while (spin) BARRIER;
 }
-KEEP void outer(void) { busy(); __asm__ volatile("" ::: "memory"); }
+void on_usr2(int sig) { (void)sig; sleep_forever(); BARRIER; }
+void on_usr1(int sig) {
+    (void)sig;
+#ifdef NESTED
+    spin_here("g2\n");
+#else
+    sleep_forever();
+#endif
+    BARRIER;
+}
+KEEP void busy(void) { spin_here("go\n"); BARRIER; }
+KEEP void outer(void) { busy(); BARRIER; }
 int main(void) {
-    signal(SIGUSR1, on_signal);
+    struct sigaction sa = {0};
+#ifdef ALTSTACK
+    stack_t ss = {0};
+    ss.ss_size = 1 << 16;
+    ss.ss_sp = mmap(0, ss.ss_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    sigaltstack(&ss, 0);
+    sa.sa_flags = SA_ONSTACK;
+#endif
+    sa.sa_handler = on_usr1;
+    sigaction(SIGUSR1, &sa, 0);
+    sa.sa_handler = on_usr2;
+    sigaction(SIGUSR2, &sa, 0);
     outer();
     return 0;
 }
 "#;
 
-fn through_signal_frame(flags: &[&str]) {
+/// Signals `signal` once the program printed `line` and had time to enter
+/// its spin loop.
+fn signal_when(patient: &mut Patient, line: &str, signal: nix::sys::signal::Signal) {
+    patient.expect_line(line);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(patient.pid()), signal).unwrap();
+}
+
+/// Returns the frame names, checking every signal frame is followed by an
+/// interrupted frame.
+fn through_signal_frames(flags: &[&str], nested: bool) -> Vec<String> {
+    use nix::sys::signal::Signal;
     let (_dir, bin) = compile("signal", SIGNAL, flags);
     let mut patient = Patient::spawn(&bin);
-    patient.expect_line("go");
-    let pid = patient.pid();
-    // Let busy() leave write() and spin in its own loop.
-    std::thread::sleep(std::time::Duration::from_millis(50));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGUSR1,
-    )
-    .unwrap();
+    signal_when(&mut patient, "go", Signal::SIGUSR1);
+    if nested {
+        signal_when(&mut patient, "g2", Signal::SIGUSR2);
+    }
     patient.expect_line("ready");
+    let pid = patient.pid();
     patient.wait_in_syscall(pid, SLEEPING);
     let regs = patient.hold(pid);
     let process = Process::load(&patient);
@@ -119,18 +149,27 @@ fn through_signal_frame(flags: &[&str]) {
         .unwrap_or_else(|e| panic!("{flags:?}: unwind failed: {e}"));
     let names = process.names(&frames);
     eprintln!("{flags:?}: {names:?}");
-    assert!(
-        has_chain(&names, &["handler_leaf", "on_signal"]),
-        "{flags:?}: {names:?}"
-    );
-    let trampoline = frames
+    let altstack = flags.contains(&"-DALTSTACK");
+    let outermost_signal = frames
         .iter()
-        .position(|f| f.kind == FrameKind::SignalTrampoline)
-        .unwrap_or_else(|| panic!("no signal frame: {names:?}"));
-    assert_eq!(names[trampoline - 1], "on_signal", "{names:?}");
-    assert_eq!(frames[trampoline + 1].kind, FrameKind::Interrupted);
+        .rposition(|f| f.kind == FrameKind::SignalTrampoline);
+    for (i, frame) in frames.iter().enumerate() {
+        if frame.kind == FrameKind::SignalTrampoline {
+            assert_eq!(frames[i + 1].kind, FrameKind::Interrupted, "{names:?}");
+            // The alternate stack is an mmap far from [stack]: only the
+            // outermost signal frame leaves it for the thread's own stack.
+            let far = frame.sp.abs_diff(frames[i + 1].sp) > 1 << 20;
+            let leaves_altstack = altstack && Some(i) == outermost_signal;
+            assert_eq!(far, leaves_altstack, "frame {i}: {frames:#x?}");
+        }
+    }
+    let signal_frames = frames
+        .iter()
+        .filter(|f| f.kind == FrameKind::SignalTrampoline)
+        .count();
+    assert_eq!(signal_frames, if nested { 2 } else { 1 }, "{names:?}");
     assert!(
-        has_chain(&names[trampoline + 1..], &["busy", "outer", "main"]),
+        has_chain(&names, &["spin_here", "busy", "outer", "main"]),
         "{flags:?}: {names:?}"
     );
     assert_eq!(
@@ -138,16 +177,64 @@ fn through_signal_frame(flags: &[&str]) {
         Some("_start"),
         "{names:?}"
     );
+    names
 }
 
 #[test]
 fn signal_handler_frame_unwinds_into_the_interrupted_function_o0() {
-    through_signal_frame(&["-O0"]);
+    let names = through_signal_frames(&["-O0"], false);
+    assert!(
+        has_chain(
+            &names,
+            &["sleep_forever", "on_usr1", "?libc.so.6", "spin_here"]
+        ),
+        "{names:?}"
+    );
 }
 
 #[test]
 fn signal_handler_frame_unwinds_into_the_interrupted_function_o2() {
-    through_signal_frame(&["-O2", "-fomit-frame-pointer"]);
+    let names = through_signal_frames(&["-O2", "-fomit-frame-pointer"], false);
+    assert!(
+        has_chain(
+            &names,
+            &["sleep_forever", "on_usr1", "?libc.so.6", "spin_here"]
+        ),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn signal_handler_on_an_alternate_stack_unwinds_back_to_the_main_stack() {
+    let names = through_signal_frames(&["-O2", "-DALTSTACK"], false);
+    assert!(
+        has_chain(
+            &names,
+            &["sleep_forever", "on_usr1", "?libc.so.6", "spin_here"]
+        ),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn nested_signal_handlers_unwind_through_both_signal_frames() {
+    let names = through_signal_frames(&["-O2", "-DNESTED", "-DALTSTACK"], true);
+    assert!(
+        has_chain(
+            &names,
+            &[
+                "sleep_forever",
+                "on_usr2",
+                "?libc.so.6",
+                "spin_here",
+                "on_usr1",
+                "?libc.so.6",
+                "spin_here",
+                "busy"
+            ]
+        ),
+        "{names:?}"
+    );
 }
 
 const THREADS: &str = r#"
