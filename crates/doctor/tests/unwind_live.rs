@@ -327,6 +327,8 @@ fn random_stops_in_a_vdso_loop_all_unwind_including_vdso_frames() {
     let (_dir, bin) = compile("vdso", VDSO, &["-O2"]);
     let mut patient = Patient::spawn(&bin);
     patient.expect_line("ready");
+    // Let it return from printing "ready" into its loop.
+    std::thread::sleep(std::time::Duration::from_millis(20));
     let pid = patient.pid();
     let mut process = None;
     let mut in_vdso = 0;
@@ -348,4 +350,70 @@ fn random_stops_in_a_vdso_loop_all_unwind_including_vdso_frames() {
     }
     assert!(in_vdso > 0, "never stopped inside the vDSO in 300 tries");
     eprintln!("{in_vdso} of 300 stops were inside the vDSO");
+}
+
+const LIBC_HEAVY: &str = r#"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#define KEEP __attribute__((noinline, noclone))
+static int cmp(const void *a, const void *b) { return *(const int *)a - *(const int *)b; }
+KEEP unsigned work(unsigned seed) {
+    char buf[256];
+    int v[32];
+    size_t n = 64 + seed % 4096;
+    char *p = malloc(n);
+    memset(p, (int)seed, n);
+    snprintf(buf, sizeof buf, "%u %s %f", seed, "x", seed / 7.0);
+    for (int i = 0; i < 32; i++) v[i] = (int)((seed * 2654435761u) >> (i % 16));
+    qsort(v, 32, sizeof v[0], cmp);
+    unsigned r = (unsigned)strlen(buf) + (unsigned)p[n / 2] + (unsigned)v[3];
+    free(p);
+    return r;
+}
+KEEP void driver(void) {
+    unsigned s = 1;
+    for (;;) s = work(s) * 31 + 7;
+}
+int main(void) {
+    printf("ready\n");
+    fflush(stdout);
+    driver();
+    return 0;
+}
+"#;
+
+/// Stops a thread at 300 arbitrary points of code that spends its time in
+/// libc (malloc, memset, snprintf, qsort, free, PLT stubs): wherever it is,
+/// prologue, epilogue or hand-written assembly, the walk reaches _start.
+#[test]
+fn random_stops_in_libc_heavy_code_all_unwind() {
+    let (_dir, bin) = compile("heavy", LIBC_HEAVY, &["-O2"]);
+    let mut patient = Patient::spawn(&bin);
+    patient.expect_line("ready");
+    // Let it return from printing "ready" into its loop.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let pid = patient.pid();
+    let mut process = None;
+    let mut in_libc = 0;
+    for _ in 0..300 {
+        let regs = patient.hold(pid);
+        let process = process.get_or_insert_with(|| Process::load(&patient));
+        let frames = unwind(&regs, &patient.memory(), &process.tables, 64)
+            .unwrap_or_else(|e| panic!("stopped at {:#x}: unwind failed: {e}", regs.rip));
+        let names = process.names(&frames);
+        assert!(has_chain(&names, &["driver", "main"]), "{names:?}");
+        assert_eq!(names.last().map(String::as_str), Some("_start"));
+        if frames[0]
+            .object
+            .as_deref()
+            .is_some_and(|o| o.contains("libc"))
+        {
+            in_libc += 1;
+        }
+        patient.resume(pid);
+        std::thread::sleep(std::time::Duration::from_micros(300));
+    }
+    eprintln!("{in_libc} of 300 stops were inside libc");
+    assert!(in_libc > 0);
 }
