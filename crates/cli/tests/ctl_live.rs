@@ -5,9 +5,83 @@
 
 mod support;
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::Duration;
 
 use support::{Case, Flavour, Patient, build_by_recipe, ctl};
+
+/// A case program started with extra environment, whose lines the test
+/// parses itself. Killed by PID when dropped.
+struct Watched {
+    child: Child,
+    lines: Receiver<String>,
+}
+
+impl Watched {
+    fn start(built: &support::Built, env: &[(&str, &str)]) -> Watched {
+        let mut cmd = Command::new(&built.program);
+        cmd.env("LD_PRELOAD", support::patient::fastsleep())
+            .env("LD_LIBRARY_PATH", &built.lib_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines() {
+                let Ok(l) = l else { break };
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        Watched { child, lines }
+    }
+
+    fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+
+    fn line(&self) -> String {
+        self.lines
+            .recv_timeout(Duration::from_secs(20))
+            .expect("a line within 20 s")
+    }
+
+    /// Skips lines starting with `skip` until one starting with `want`;
+    /// returns the line before it (`prev` if none was skipped) and it.
+    fn until(&self, prev: String, skip: &str, want: &str) -> (String, String) {
+        let mut last = prev;
+        loop {
+            let l = self.line();
+            if l.starts_with(want) {
+                return (last, l);
+            }
+            assert!(l.starts_with(skip), "unexpected line {l:?}");
+            last = l;
+        }
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn numbers(line: &str) -> Vec<i64> {
+    line.split_whitespace()
+        .skip(1)
+        .map(|w| w.parse().unwrap())
+        .collect()
+}
 
 /// The patient's code and mappings, to compare before and after a command.
 #[derive(Debug, PartialEq, Eq)]
@@ -333,4 +407,70 @@ fn ctl_help_and_usage() {
     assert_eq!(out.status.code(), Some(2));
     let out = ctl(&["frobnicate"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// The patched code reads and writes the original's global, file-static,
+/// static local and thread-local variables (values continue across the
+/// switch both ways), calls IFUNC glibc functions, uses stdout, stderr,
+/// environ and errno, adds a function and a zero-initialised variable, and
+/// is reached through a function pointer taken before the patch.
+fn glibc_state(flavour: Flavour) {
+    let case = Case::load("ctl_glibc");
+    let built = build_by_recipe(&case, flavour);
+    let w = Watched::start(&built, &[("CTL_MARK", "new")]);
+    let pid = w.pid();
+    let first = w.line();
+    assert!(first.starts_with("old "), "{first}");
+    let out = ctl(&["-v", "patch", "-p", &pid, built.patch.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (last_old, first_new) = w.until(first, "old", "new");
+    let old = numbers(&last_old);
+    let new = numbers(&first_new);
+    // global, file-static, static local, thread-local: one step further.
+    for i in 0..4 {
+        assert_eq!(
+            new[i],
+            old[i] + 1,
+            "state {i} continues: {old:?} -> {new:?}"
+        );
+    }
+    // environ seen, strlen("new") through IFUNC, new variable starts at 0.
+    assert_eq!(&new[4..], &[1, 3, 1], "{first_new}");
+    let second = w.line();
+    let next = numbers(&second);
+    assert_eq!(next[0], new[0] + 1);
+    assert_eq!(next[6], 2, "the new variable keeps its value");
+
+    let out = ctl(&["unpatch", "-p", &pid]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (last_new, back) = w.until(second, "new", "old");
+    let last_new = numbers(&last_new);
+    let back = numbers(&back);
+    for i in 0..4 {
+        assert_eq!(
+            back[i],
+            last_new[i] + 1,
+            "state {i} continues after unpatch"
+        );
+    }
+}
+
+#[test]
+fn ctl_glibc_state_pie_o2_g() {
+    glibc_state(Flavour::PIE_O2_G);
+}
+
+#[test]
+fn ctl_glibc_state_pie_o0() {
+    glibc_state(Flavour::PIE_O0);
+}
+
+#[test]
+fn ctl_glibc_state_nopie_o2_g() {
+    glibc_state(Flavour::NOPIE_O2_G);
+}
+
+#[test]
+fn ctl_glibc_state_nopie_o0() {
+    glibc_state(Flavour::NOPIE_O0);
 }

@@ -7,6 +7,7 @@
 //! function being replaced, write the hunks, release. Any failure after the
 //! first write undoes every write.
 
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use kpatch_file::{INFO_ENTRY_SIZE, InfoEntry};
@@ -39,6 +40,17 @@ impl Default for Options {
             timeout: Duration::from_secs(3),
         }
     }
+}
+
+/// What every preparation step needs to know about the patient.
+struct Scene<'a> {
+    pid: i32,
+    patches: &'a [Patch],
+    objects: &'a [LoadedObject],
+    /// Applied patches (lower levels) this command replaces.
+    replace: &'a [Record],
+    /// IFUNC implementations obtained by calling their resolvers.
+    ifuncs: &'a HashMap<String, u64>,
 }
 
 /// A patch made ready for one region address.
@@ -108,10 +120,18 @@ pub fn patch_process(pid: i32, patches: &[Patch], opts: &Options) -> Result<Proc
     }
 
     let checker = Checker::new(pid, &objects, &maps);
+    let (ifuncs, ifunc_stop) = call_ifunc_resolvers(pid, patches, &todo, &objects)?;
+    let scene = Scene {
+        pid,
+        patches,
+        objects: &objects,
+        replace: &replace,
+        ifuncs: &ifuncs,
+    };
     let mut prepared = Vec::new();
     let mut taken: Vec<Mapping> = maps.clone();
     for &(pi, ti) in &todo {
-        let p = prepare_anywhere(pid, &patches[pi], pi, ti, &objects, &taken, &replace)?;
+        let p = prepare_anywhere(&scene, pi, ti, &taken)?;
         taken.push(Mapping {
             start: p.base,
             end: p.base + p.image.len() as u64,
@@ -125,24 +145,17 @@ pub fn patch_process(pid: i32, patches: &[Patch], opts: &Options) -> Result<Proc
 
     let mut held = Held::hold(pid)?;
     let mut undo = UndoLog::default();
-    let result = switch(
-        &mut held,
-        &mut prepared,
-        &replace,
-        patches,
-        &objects,
-        &checker,
-        opts,
-        &mut undo,
-    );
+    let result = switch(&mut held, &scene, &mut prepared, &checker, opts, &mut undo);
+    report.stopped_us = (ifunc_stop + held.stopped_for()).as_micros() as u64;
     if let Err(e) = result {
         undo.roll_back(&mut held);
-        report.stopped_us = held.stopped_for().as_micros() as u64;
+        report.stopped_us = (ifunc_stop + held.stopped_for()).as_micros() as u64;
         drop(held);
         return Err(e);
     }
-    report.stopped_us = held.stopped_for().as_micros() as u64;
+    report.stopped_us = (ifunc_stop + held.stopped_for()).as_micros() as u64;
     drop(held);
+    report.hunks = prepared.iter().map(|p| p.hunks.len()).sum();
     for p in &prepared {
         let names = p.hunks.iter().map(|h| h.function.clone()).collect();
         report.patches.push(PatchOutcome {
@@ -158,17 +171,15 @@ pub fn patch_process(pid: i32, patches: &[Patch], opts: &Options) -> Result<Proc
     Ok(report)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn switch(
     held: &mut Held,
+    scene: &Scene<'_>,
     prepared: &mut [Prepared],
-    replace: &[Record],
-    patches: &[Patch],
-    objects: &[LoadedObject],
     checker: &Checker,
     opts: &Options,
     undo: &mut UndoLog,
 ) -> Result<()> {
+    let replace = scene.replace;
     for p in prepared.iter_mut() {
         let len = p.image.len() as u64;
         match held.mmap_fixed(p.base, len) {
@@ -179,15 +190,7 @@ fn switch(
             }) => {
                 // Someone mapped our spot since we looked: prepare again.
                 let maps = maps::read(held.pid())?;
-                let again = prepare_anywhere(
-                    held.pid(),
-                    &patches[p.patch],
-                    p.patch,
-                    p.target,
-                    objects,
-                    &maps,
-                    replace,
-                )?;
+                let again = prepare_anywhere(scene, p.patch, p.target, &maps)?;
                 *p = again;
                 held.mmap_fixed(p.base, p.image.len() as u64)?;
             }
@@ -247,16 +250,39 @@ fn switch(
     Ok(())
 }
 
-/// Prepares `patch` at the nearest workable region address.
-fn prepare_anywhere(
+/// Calls, in one short stop, the resolvers of the IFUNCs the patches need
+/// and the process has not bound yet.
+fn call_ifunc_resolvers(
     pid: i32,
-    patch: &Patch,
-    pi: usize,
-    ti: usize,
+    patches: &[Patch],
+    todo: &[(usize, usize)],
     objects: &[LoadedObject],
-    maps: &[Mapping],
-    replace: &[Record],
-) -> Result<Prepared> {
+) -> Result<(HashMap<String, u64>, Duration)> {
+    let mut wanted: Vec<(String, u64)> = Vec::new();
+    for &(pi, _) in todo {
+        for w in resolve::unbound_ifuncs(pid, &patches[pi], objects) {
+            if !wanted.iter().any(|(n, _)| *n == w.0) {
+                wanted.push(w);
+            }
+        }
+    }
+    let mut out = HashMap::new();
+    if wanted.is_empty() {
+        return Ok((out, Duration::ZERO));
+    }
+    let mut held = Held::hold(pid)?;
+    for (name, resolver) in wanted {
+        let implementation = held.call(resolver, [0; 6])?;
+        tracing::debug!("IFUNC {name}: resolver {resolver:#x} chose {implementation:#x}");
+        out.insert(name, implementation);
+    }
+    Ok((out, held.stopped_for()))
+}
+
+/// Prepares patch `pi` for object `ti` at the nearest workable address.
+fn prepare_anywhere(scene: &Scene<'_>, pi: usize, ti: usize, maps: &[Mapping]) -> Result<Prepared> {
+    let (pid, patch, objects, replace) =
+        (scene.pid, &scene.patches[pi], scene.objects, scene.replace);
     let layout = layout::plan(patch);
     let target = &objects[ti];
     let base = region::candidates(maps, target.start, target.end, layout.size)
@@ -267,7 +293,7 @@ fn prepare_anywhere(
             object: target.name.clone(),
             size: layout.size,
         })?;
-    let mut p = prepare(pid, patch, &layout, pi, ti, objects, base)?;
+    let mut p = prepare(scene, &layout, pi, ti, base)?;
     // A function of a patch being replaced holds that patch's jump now; the
     // bytes to keep (and to check before writing) are the true originals it
     // saved, which go back in place first.
@@ -290,14 +316,13 @@ fn prepare_anywhere(
 }
 
 fn prepare(
-    pid: i32,
-    patch: &Patch,
+    scene: &Scene<'_>,
     layout: &Layout,
     pi: usize,
     ti: usize,
-    objects: &[LoadedObject],
     base: u64,
 ) -> Result<Prepared> {
+    let (pid, patch, objects) = (scene.pid, &scene.patches[pi], scene.objects);
     let target = &objects[ti];
     let cx = Context {
         pid,
@@ -306,6 +331,7 @@ fn prepare(
         base,
         target,
         objects,
+        ifuncs: scene.ifuncs,
     };
     let values = resolve::resolve(&cx)?;
     let mut image = relocate::build_image(patch, layout, base, &values)?;

@@ -9,6 +9,8 @@
 //!   implementation the process itself bound;
 //! - absolute: as is.
 
+use std::collections::HashMap;
+
 use object::elf;
 
 use crate::error::{Error, Result};
@@ -36,6 +38,8 @@ pub struct Context<'a> {
     pub target: &'a LoadedObject,
     /// All loaded objects; the main program is searched first.
     pub objects: &'a [LoadedObject],
+    /// IFUNC implementations found by calling their resolvers, by name.
+    pub ifuncs: &'a HashMap<String, u64>,
 }
 
 /// Values for every symbol index (index 0, the null symbol, is 0).
@@ -103,7 +107,10 @@ fn resolve_one(cx: &Context<'_>, s: &PatchSymbol) -> Result<Value> {
             match found {
                 Some((obj, f)) => {
                     let addr = if f.kind == elf::STT_GNU_IFUNC {
-                        bound_ifunc(cx, obj, &s.name)?
+                        match cx.ifuncs.get(&s.name) {
+                            Some(&a) => a,
+                            None => bound_ifunc(cx, obj, &s.name)?,
+                        }
                     } else if f.kind == elf::STT_TLS {
                         return Err(Error::Unsupported {
                             patch: cx.patch.display(),
@@ -151,26 +158,54 @@ pub fn lookup<'o>(
         .find_map(|o| o.lookup_exported(name, version).map(|f| (o, f)))
 }
 
-/// The address an IFUNC was bound to in this process: read from a GOT slot
-/// that some object filled for it.
-fn bound_ifunc(cx: &Context<'_>, definer: &LoadedObject, name: &str) -> Result<u64> {
-    for o in cx
-        .objects
+/// The IFUNCs `patch` needs that no object of the process has bound yet:
+/// (name, resolver address). Their resolvers must be called in the patient.
+pub fn unbound_ifuncs(pid: i32, patch: &Patch, objects: &[LoadedObject]) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = Vec::new();
+    for s in &patch.symbols {
+        if s.place != Place::Undefined || s.name.is_empty() {
+            continue;
+        }
+        let Some((_, f)) = lookup(objects, &s.name, s.version.as_deref()) else {
+            continue;
+        };
+        if f.kind == elf::STT_GNU_IFUNC
+            && bound_slot(pid, objects, &s.name).is_none()
+            && !out.iter().any(|(n, _)| *n == s.name)
+        {
+            out.push((s.name.clone(), f.addr));
+        }
+    }
+    out
+}
+
+/// The value of a GOT slot some object filled for `name`, if any is bound.
+fn bound_slot(pid: i32, objects: &[LoadedObject], name: &str) -> Option<u64> {
+    for o in objects
         .iter()
         .filter(|o| o.is_main)
-        .chain(cx.objects.iter().filter(|o| !o.is_main))
+        .chain(objects.iter().filter(|o| !o.is_main))
     {
         for slot in o.import_slots(name) {
             let mut b = [0u8; 8];
-            if patient::read_memory(cx.pid, slot, &mut b).is_err() {
+            if patient::read_memory(pid, slot, &mut b).is_err() {
                 continue;
             }
             let v = u64::from_le_bytes(b);
             // A lazy slot still points back into its own object's PLT.
             if v != 0 && !(v >= o.start && v < o.end) {
-                return Ok(v);
+                return Some(v);
             }
         }
+    }
+    None
+}
+
+/// The address an IFUNC was bound to in this process: read from a GOT slot
+/// that some object filled for it.
+fn bound_ifunc(cx: &Context<'_>, definer: &LoadedObject, name: &str) -> Result<u64> {
+    if let Some(v) = bound_slot(cx.pid, cx.objects, name) {
+        return Ok(v);
     }
     Err(Error::Unsupported {
         patch: cx.patch.display(),

@@ -1,7 +1,14 @@
-//! System calls run on the patient's behalf: the main thread is pointed at a
-//! `syscall` instruction already present in its address space, single-stepped
-//! over it, and put back exactly as it was (all registers, `orig_rax`
-//! included, so an interrupted blocking call restarts transparently).
+//! Code run on the patient's behalf.
+//!
+//! System calls: the main thread is pointed at a `syscall` instruction
+//! already present in its address space, single-stepped over it, and put
+//! back exactly as it was (all registers, `orig_rax` included, so an
+//! interrupted blocking call restarts transparently).
+//!
+//! Function calls (IFUNC resolvers): the main thread calls the function with
+//! a return address of 0 pushed well below its stack pointer; the fault at
+//! address 0 on return hands control back with the result in `rax`, and the
+//! thread is put back as it was (the fault is never delivered).
 
 use crate::error::{Error, Result};
 use crate::maps;
@@ -52,6 +59,58 @@ impl Held {
         };
         ptrace::setregs(tid, &saved)?;
         Ok(result)
+    }
+
+    /// Calls `func(args...)` in the patient and returns `rax`.
+    pub fn call(&mut self, func: u64, args: [u64; 6]) -> Result<u64> {
+        let tid = self.worker_tid();
+        let saved = ptrace::getregs(tid)?;
+        // Far below the red zone and whatever the thread was doing, aligned
+        // as at a call site (rsp + 8 is 16-aligned inside the callee).
+        let sp = ((saved.rsp - 8192) & !0xf) - 8;
+        self.write(sp, &0u64.to_le_bytes())?;
+        let mut regs = saved;
+        regs.rsp = sp;
+        regs.rip = func;
+        regs.rax = 0;
+        regs.orig_rax = u64::MAX;
+        regs.rdi = args[0];
+        regs.rsi = args[1];
+        regs.rdx = args[2];
+        regs.rcx = args[3];
+        regs.r8 = args[4];
+        regs.r9 = args[5];
+        ptrace::setregs(tid, &regs)?;
+        let outcome = loop {
+            ptrace::cont(tid)?;
+            match ptrace::wait(tid)? {
+                Stop::Signal(nix::sys::signal::Signal::SIGSEGV) => {
+                    let after = ptrace::getregs(tid)?;
+                    if after.rip == 0 {
+                        break Ok(after.rax);
+                    }
+                    break Err(Error::Thread {
+                        pid: self.pid(),
+                        tid,
+                        what: format!(
+                            "faulted at {:#x} in a function called at {func:#x}",
+                            after.rip
+                        ),
+                    });
+                }
+                Stop::Signal(sig) => self.note_signal(tid, sig),
+                Stop::Interrupted | Stop::Event(_) => {}
+                Stop::Gone => {
+                    return Err(Error::Thread {
+                        pid: self.pid(),
+                        tid,
+                        what: "exited during a function call we injected".into(),
+                    });
+                }
+            }
+        };
+        ptrace::setregs(tid, &saved)?;
+        outcome
     }
 
     fn syscall_insn(&mut self) -> Result<u64> {

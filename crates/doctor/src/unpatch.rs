@@ -125,6 +125,7 @@ pub fn unpatch_process(pid: i32, filter: &[String], timeout: Duration) -> Result
         o.functions = functions;
         report.patches.push(o);
     }
+    report.hunks = records.iter().map(|r| r.hunks.len()).sum();
     report.status = "unpatched".into();
     Ok(report)
 }
