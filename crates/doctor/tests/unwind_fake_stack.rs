@@ -313,3 +313,38 @@ fn tables_reject_overlapping_code_and_forget_removed_regions() {
     assert_eq!(tables.remove("patch"), 1);
     assert_eq!(tables.object_at(0x10010), None);
 }
+
+#[test]
+fn a_thread_stopped_inside_the_trampoline_unwinds_from_its_ucontext() {
+    // Stopped in rt_sigreturn itself: rip is past the syscall, rsp still
+    // points at the ucontext.
+    let mut mem = memory();
+    let ucontext = STACK + 0x100;
+    let interrupted_sp = STACK + 0x800;
+    mem.put_u64(ucontext + 40 + 15 * 8, interrupted_sp);
+    mem.put_u64(ucontext + 40 + 16 * 8, MAIN + 3);
+    mem.put_u64(interrupted_sp, OUTER + 2);
+    for rip in [TRAMPOLINE, TRAMPOLINE + 7, TRAMPOLINE + 9] {
+        let frames = unwind(&regs(rip, ucontext), &mem, &tables(), 16).unwrap();
+        let summary: Vec<(u64, FrameKind)> = frames.iter().map(|f| (f.pc, f.kind)).collect();
+        assert_eq!(
+            summary,
+            [
+                (rip, FrameKind::SignalTrampoline),
+                (MAIN + 3, FrameKind::Interrupted),
+                (OUTER + 2, FrameKind::Call),
+            ]
+        );
+    }
+}
+
+#[test]
+fn a_return_address_just_past_the_trampoline_start_is_not_a_signal_frame() {
+    // Only an exact pc may point into the trampoline's middle; a return
+    // address there is looked up like any other (and here has no FDE).
+    let mut mem = memory();
+    let sp = STACK + 0x100;
+    mem.put_u64(sp, TRAMPOLINE + 7);
+    let err = unwind(&regs(MAIN + 1, sp), &mem, &tables(), 16).unwrap_err();
+    assert!(matches!(err, UnwindError::NoFde { frame: 1, .. }), "{err}");
+}
