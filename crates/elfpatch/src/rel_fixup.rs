@@ -25,7 +25,7 @@ use object::elf;
 use crate::error::{Error, Result};
 use crate::got_relax::{self, Relaxed};
 use crate::image::{
-    Image, KPATCH_PREFIX, LE, Sym, rela_sym, rela_type, reloc_name, set_rela, sym_bind,
+    Image, KPATCH_PREFIX, LE, Rela, Sym, rela_sym, rela_type, reloc_name, set_rela, sym_bind,
     sym_section, sym_type,
 };
 use crate::original::{Original, Place, base_name};
@@ -114,96 +114,135 @@ fn fix(original: &Original, img: &mut Image) -> Result<()> {
     Ok(())
 }
 
-fn fix_one(ctx: &Ctx, img: &mut Image, target: usize, r: &mut crate::image::Rela) -> Result<()> {
+/// One relocation's symbol and place, resolved to names.
+struct Site {
+    sym_index: u32,
+    sym: Sym,
+    name: String,
+    /// Name of the section the relocation applies to.
+    section: String,
+    /// Offset of the relocated field in that section.
+    place: u64,
+    /// Section the symbol is defined in, if any.
+    defined_in: Option<usize>,
+}
+
+fn fix_one(ctx: &Ctx, img: &mut Image, target: usize, r: &mut Rela) -> Result<()> {
     let sym_index = rela_sym(r);
     let sym = *ctx
         .syms
         .get(sym_index as usize)
         .ok_or_else(|| Error::Malformed(format!("relocation names symbol {sym_index}")))?;
-    let name = img.symbol_name(ctx.symtab, &sym);
-    let section_name = img.name(target).to_string();
-    let place = r.r_offset.get(LE).wrapping_sub(img.addr(target));
-    let defined_in = sym_section(&sym).filter(|&s| s < img.sections.len());
-    let in_original = defined_in.is_some_and(|s| !img.name(s).starts_with(KPATCH_PREFIX));
-
+    let site = Site {
+        sym_index,
+        sym,
+        name: img.symbol_name(ctx.symtab, &sym),
+        section: img.name(target).to_string(),
+        place: r.r_offset.get(LE).wrapping_sub(img.addr(target)),
+        defined_in: sym_section(&sym).filter(|&s| s < img.sections.len()),
+    };
+    let in_original = site
+        .defined_in
+        .is_some_and(|s| !img.name(s).starts_with(KPATCH_PREFIX));
     if in_original && sym_type(&sym) != elf::STT_TLS {
-        check_against_original(ctx.original, img, &sym, &name)?;
+        check_against_original(ctx.original, img, &sym, &site.name)?;
     }
+    let r_type = retype(ctx, img, target, &site, r)?;
+    let new_sym = rebase_local(ctx, img, &site, r, r_type)?;
+    set_rela(r, new_sym, r_type);
+    Ok(())
+}
 
-    let mut r_type = rela_type(r);
+fn unsupported(site: &Site, r_type: u32, what: &str) -> Error {
+    Error::UnsupportedRelocation {
+        section: site.section.clone(),
+        offset: site.place,
+        r_type: reloc_name(r_type),
+        symbol: format!("{}{what}", site.name),
+    }
+}
+
+/// Steps 2-4: the relocation type the doctor will see, with the code and
+/// addend changes that go with it.
+fn retype(ctx: &Ctx, img: &mut Image, target: usize, site: &Site, r: &mut Rela) -> Result<u32> {
+    let r_type = rela_type(r);
     // A direct reference to a defined IFUNC would reach its resolver, not
     // the implementation it selects.
-    if defined_in.is_some() && sym_type(&sym) == elf::STT_GNU_IFUNC {
-        return Err(Error::UnsupportedRelocation {
-            section: section_name,
-            offset: place,
-            r_type: reloc_name(r_type),
-            symbol: format!("{name} (a locally defined IFUNC)"),
-        });
+    if site.defined_in.is_some() && sym_type(&site.sym) == elf::STT_GNU_IFUNC {
+        return Err(unsupported(site, r_type, " (a locally defined IFUNC)"));
     }
-    if r_type == elf::R_X86_64_PLT32 {
-        r_type = elf::R_X86_64_PC32;
-    } else if is_got_relative(r_type) && defined_in.is_some() && sym_type(&sym) != elf::STT_TLS {
-        let code = img.bytes_mut(target)?;
-        match got_relax::relax(code, place as usize) {
-            Some(Relaxed::Jmp) => r.r_offset.set(LE, r.r_offset.get(LE) - 1),
-            Some(Relaxed::Lea | Relaxed::Call) => {}
-            None => {
-                let lo = (place as usize).saturating_sub(3);
-                let hi = (place as usize).min(code.len());
-                return Err(Error::Unrelaxable {
-                    section: section_name,
-                    offset: place,
-                    r_type: if r_type == elf::R_X86_64_GOTPCREL {
-                        "R_X86_64_GOTPCREL"
-                    } else {
-                        "R_X86_64_(REX_)GOTPCRELX"
-                    },
-                    symbol: name,
-                    bytes: code.get(lo..hi).unwrap_or(&[]).to_vec(),
-                });
+    match r_type {
+        elf::R_X86_64_PLT32 => Ok(elf::R_X86_64_PC32),
+        t if is_got_relative(t)
+            && site.defined_in.is_some()
+            && sym_type(&site.sym) != elf::STT_TLS =>
+        {
+            let code = img.bytes_mut(target)?;
+            match got_relax::relax(code, site.place as usize) {
+                Some(Relaxed::Jmp) => r.r_offset.set(LE, r.r_offset.get(LE) - 1),
+                Some(Relaxed::Lea | Relaxed::Call) => {}
+                None => {
+                    let at = site.place as usize;
+                    return Err(Error::Unrelaxable {
+                        section: site.section.clone(),
+                        offset: site.place,
+                        r_type: if t == elf::R_X86_64_GOTPCREL {
+                            "R_X86_64_GOTPCREL"
+                        } else {
+                            "R_X86_64_(REX_)GOTPCRELX"
+                        },
+                        symbol: site.name.clone(),
+                        bytes: code
+                            .get(at.saturating_sub(3)..at.min(code.len()))
+                            .unwrap_or(&[])
+                            .to_vec(),
+                    });
+                }
             }
+            Ok(elf::R_X86_64_PC32)
         }
-        r_type = elf::R_X86_64_PC32;
-    } else if r_type == elf::R_X86_64_TPOFF32 {
-        check_tpoff(ctx, &sym, &name)?;
-    } else if r_type == elf::R_X86_64_GOTTPOFF {
-        let slot = ctx
-            .original
-            .tpoff_slots
-            .get(base_name(&name))
-            .ok_or_else(|| Error::TlsGotEntryMissing {
-                symbol: name.clone(),
-            })?;
-        r.r_addend.set(LE, *slot as i64);
-    } else if !ALLOWED_RELOCATIONS.contains(&r_type) {
-        return Err(Error::UnsupportedRelocation {
-            section: section_name,
-            offset: place,
-            r_type: reloc_name(r_type),
-            symbol: name,
-        });
+        elf::R_X86_64_TPOFF32 => {
+            check_tpoff(ctx, &site.sym, &site.name)?;
+            Ok(r_type)
+        }
+        elf::R_X86_64_GOTTPOFF => {
+            let slot = ctx
+                .original
+                .tpoff_slots
+                .get(base_name(&site.name))
+                .ok_or_else(|| Error::TlsGotEntryMissing {
+                    symbol: site.name.clone(),
+                })?;
+            r.r_addend.set(LE, *slot as i64);
+            Ok(r_type)
+        }
+        t if ALLOWED_RELOCATIONS.contains(&t) => Ok(t),
+        t => Err(unsupported(site, t, "")),
     }
+}
 
-    let mut new_sym = sym_index;
-    let rebase = sym_bind(&sym) == elf::STB_LOCAL
+/// Step 5: the symbol index the relocation ends up naming; a local,
+/// non-section symbol is replaced by its section's symbol and the addend
+/// carries its offset.
+fn rebase_local(ctx: &Ctx, img: &Image, site: &Site, r: &mut Rela, r_type: u32) -> Result<u32> {
+    let local = sym_bind(&site.sym) == elf::STB_LOCAL
         && matches!(
-            sym_type(&sym),
+            sym_type(&site.sym),
             elf::STT_NOTYPE | elf::STT_OBJECT | elf::STT_FUNC
         )
         && !is_got_relative(r_type);
-    if let (true, Some(sec)) = (rebase, defined_in) {
-        new_sym = *ctx
-            .section_syms
-            .get(&sec)
-            .ok_or_else(|| Error::NoSectionSymbol {
-                section: img.name(sec).to_string(),
-            })?;
-        let delta = sym.st_value.get(LE).wrapping_sub(img.addr(sec)) as i64;
-        r.r_addend.set(LE, r.r_addend.get(LE).wrapping_add(delta));
-    }
-    set_rela(r, new_sym, r_type);
-    Ok(())
+    let (true, Some(sec)) = (local, site.defined_in) else {
+        return Ok(site.sym_index);
+    };
+    let section_sym = *ctx
+        .section_syms
+        .get(&sec)
+        .ok_or_else(|| Error::NoSectionSymbol {
+            section: img.name(sec).to_string(),
+        })?;
+    let delta = site.sym.st_value.get(LE).wrapping_sub(img.addr(sec)) as i64;
+    r.r_addend.set(LE, r.r_addend.get(LE).wrapping_add(delta));
+    Ok(section_sym)
 }
 
 /// The seed's sanity check: the patched build must see the original's
