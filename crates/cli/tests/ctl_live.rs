@@ -474,3 +474,66 @@ fn ctl_glibc_state_nopie_o2_g() {
 fn ctl_glibc_state_nopie_o0() {
     glibc_state(Flavour::NOPIE_O0);
 }
+
+#[test]
+fn ctl_exe_and_library_in_one_go_recipe() {
+    let case = Case::load("ctl_both");
+    let built = build_by_recipe(&case, Flavour::PIE_O2_G);
+    assert_eq!(built.targets.len(), 2, "exe and library both patched");
+    support::patch_and_unpatch(&case, &built);
+}
+
+#[test]
+fn ctl_exe_and_library_in_one_go_patch_make() {
+    let case = Case::load("ctl_both");
+    let built = support::build_by_patch_make(&case, Flavour::NOPIE_O2_G);
+    assert_eq!(built.targets.len(), 2, "exe and library both patched");
+    support::patch_and_unpatch(&case, &built);
+}
+
+/// Eight threads in the patched function's neighbourhood, many
+/// patch/unpatch cycles: every thread switches, none loses or repeats a
+/// call (per-thread sequence numbers stay consecutive), none goes back to
+/// old code after it ran new code within one cycle.
+#[test]
+fn ctl_eight_threads_many_cycles() {
+    const CYCLES: usize = 40;
+    let case = Case::load("ctl_threads");
+    let built = build_by_recipe(&case, Flavour::PIE_O2_G);
+    let w = Watched::start(&built, &[]);
+    let pid = w.pid();
+    let patch = built.patch.to_str().unwrap();
+    let mut next_seq = [None::<i64>; 8];
+    let mut read_until_all = |word: &str| {
+        let mut switched = [false; 8];
+        while !switched.iter().all(|&s| s) {
+            let l = w.line();
+            let f: Vec<&str> = l.split_whitespace().collect();
+            assert_eq!(f.len(), 3, "{l}");
+            let id: usize = f[1].parse().unwrap();
+            let seq: i64 = f[2].parse().unwrap();
+            if let Some(want) = next_seq[id] {
+                assert_eq!(seq, want, "thread {id}: a call was lost or repeated ({l})");
+            }
+            next_seq[id] = Some(seq + 1);
+            if f[0] == word {
+                switched[id] = true;
+            } else {
+                assert!(!switched[id], "thread {id} went back to old code: {l}");
+            }
+        }
+    };
+    read_until_all("old");
+    for _ in 0..CYCLES {
+        let out = ctl(&["patch", "-p", &pid, patch]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        read_until_all("new");
+        let out = ctl(&["unpatch", "-p", &pid]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        read_until_all("old");
+    }
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .count();
+    assert_eq!(threads, 9, "all threads alive");
+}
