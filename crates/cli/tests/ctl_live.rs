@@ -537,3 +537,117 @@ fn ctl_eight_threads_many_cycles() {
         .count();
     assert_eq!(threads, 9, "all threads alive");
 }
+
+/// `-p all` inside a private PID namespace (never against the machine's own
+/// processes): the ten patients are patched and unpatched, an unrelated
+/// process is never attached, JSON says one object per patched process.
+#[test]
+fn ctl_all_processes_in_a_private_pid_namespace() {
+    const N: usize = 10;
+    let (case, built) = seed();
+    let dir = built.dir.path().join("ns");
+    std::fs::create_dir(&dir).unwrap();
+    let ctl_bin = support::tool("libcare-ctl");
+    let script = format!(
+        r#"set -e
+cd {dir}
+for i in $(seq 1 {N}); do
+  LD_PRELOAD={fs} {prog} > out.$i 2>&1 &
+done
+sleep 100 &
+echo $! > unrelated
+sleep 0.3
+set +e
+{ctl} -j patch -p all {patch} > patch.json 2> patch.err; echo $? > patch.rc
+sleep 0.2
+{ctl} -j info -p all > info.json 2> info.err
+{ctl} -j unpatch -p all > unpatch.json 2> unpatch.err; echo $? > unpatch.rc
+sleep 0.2
+"#,
+        dir = dir.display(),
+        fs = support::patient::fastsleep().display(),
+        prog = built.program.display(),
+        ctl = ctl_bin.display(),
+        patch = built.patch.display(),
+    );
+    // --kill-child: if this test dies, the namespace's init and with it
+    // every process inside die too.
+    let mut child = Command::new("unshare")
+        .args([
+            "--pid",
+            "--fork",
+            "--kill-child",
+            "--mount-proc",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .spawn()
+        .unwrap();
+    struct Reap(Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let status = {
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                drop(Reap(child));
+                panic!("namespace script hung");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    assert!(status.success(), "namespace script failed: {status}");
+    let read = |n: &str| std::fs::read_to_string(dir.join(n)).unwrap();
+    assert_eq!(read("patch.rc").trim(), "0", "{}", read("patch.err"));
+    assert_eq!(read("unpatch.rc").trim(), "0", "{}", read("unpatch.err"));
+    let unrelated: i64 = read("unrelated").trim().parse().unwrap();
+    for (file, status) in [("patch.json", "patched"), ("unpatch.json", "unpatched")] {
+        let reports: Vec<serde_json::Value> = read(file)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(
+            reports.len(),
+            N,
+            "{file}: one object per patient:\n{}",
+            read(file)
+        );
+        for r in &reports {
+            assert_eq!(r["status"], status, "{r}");
+            assert_ne!(r["pid"].as_i64(), Some(unrelated));
+        }
+    }
+    let info: Vec<serde_json::Value> = read("info.json")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let with_patches = info
+        .iter()
+        .filter(|i| !i["patches"].as_array().unwrap().is_empty())
+        .count();
+    assert_eq!(with_patches, N);
+    for i in 1..=N {
+        let out = read(&format!("out.{i}"));
+        let lines: Vec<&str> = out.lines().collect();
+        let first_new = lines
+            .iter()
+            .position(|l| *l == case.after)
+            .expect("patched");
+        let back = first_new
+            + lines[first_new..]
+                .iter()
+                .position(|l| *l == case.before)
+                .expect("unpatched");
+        assert!(lines[..first_new].iter().all(|l| *l == case.before));
+        assert!(lines[first_new..back].iter().all(|l| *l == case.after));
+        assert!(lines[back..].iter().all(|l| *l == case.before));
+    }
+}

@@ -20,6 +20,9 @@ struct Cli {
     /// More log detail (-v: steps and stop time, -vv: debug)
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// Print one JSON object per process on stdout (human text goes to stderr)
+    #[arg(short = 'j', long = "json", global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -32,9 +35,6 @@ enum Command {
         /// Process id, or `all`
         #[arg(short = 'p', long = "pid", value_name = "PID|all")]
         pid: String,
-        /// Print one JSON object per process on stdout
-        #[arg(short = 'j', long = "json")]
-        json: bool,
         /// Seconds to wait for a moment when no thread runs a replaced function
         #[arg(long = "timeout", value_name = "SECS", default_value_t = 3.0)]
         timeout: f64,
@@ -47,8 +47,6 @@ enum Command {
     Unpatch {
         #[arg(short = 'p', long = "pid", value_name = "PID|all")]
         pid: String,
-        #[arg(short = 'j', long = "json")]
-        json: bool,
         #[arg(long = "timeout", value_name = "SECS", default_value_t = 3.0)]
         timeout: f64,
         /// BuildIDs or object names to remove (default: every patch)
@@ -74,8 +72,6 @@ enum Command {
         /// Only processes whose name matches (substring; ^ and $ anchor)
         #[arg(short = 'r', long = "regexp", value_name = "REGEXP")]
         regexp: Option<String>,
-        #[arg(short = 'j', long = "json")]
-        json: bool,
     },
 }
 
@@ -101,12 +97,15 @@ fn timeout(secs: f64) -> Result<Duration> {
     Duration::try_from_secs_f64(secs).map_err(|_| anyhow::anyhow!("bad --timeout {secs}"))
 }
 
+/// One line per process: JSON on stdout (and the human line on stderr)
+/// with `-j`, else the human line on stdout.
 fn emit(json: bool, value: &impl serde::Serialize, human: impl std::fmt::Display) {
     if json {
         println!(
             "{}",
             serde_json::to_string(value).expect("reports serialize")
         );
+        eprintln!("{human}");
     } else {
         println!("{human}");
     }
@@ -279,25 +278,22 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Patch {
             pid,
-            json,
             timeout,
             patch: p,
-        } => patch(pid, *json, *timeout, p),
+        } => patch(pid, cli.json, *timeout, p),
         Command::Unpatch {
             pid,
-            json,
             timeout,
             which,
-        } => unpatch(pid, *json, *timeout, which),
+        } => unpatch(pid, cli.json, *timeout, which),
         Command::Info {
             pid,
             build_id,
             storage,
             regexp,
-            json,
         } => info(
             pid,
-            *json,
+            cli.json,
             build_id.as_deref(),
             storage.as_ref(),
             regexp.as_deref(),
