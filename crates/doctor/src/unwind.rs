@@ -120,8 +120,10 @@ pub enum UnwindError {
 /// innermost frame to the outermost, which is the last frame returned.
 ///
 /// Outermost means the CFI says there is no caller (return address rule
-/// undefined, as glibc's `_start` and `clone`/`clone3` child paths declare)
-/// or the return address is 0. Anything else that stops the walk is an
+/// undefined, as glibc's `_start` and `clone`/`clone3` child paths declare),
+/// the return address is 0, or the pc is in an ELF entry function that has
+/// no FDE at all (a hand-written `_start` without CFI), taken to run from
+/// the entry point up to the next FDE. Anything else that stops the walk is an
 /// error; so is a stack deeper than `max_frames`.
 pub fn unwind(
     regs: &Registers,
@@ -192,6 +194,10 @@ pub fn unwind(
                     pc: lookup_pc,
                 });
             }
+            Lookup::Known { object, fde: None } if object.in_entry_without_cfi(lookup_pc) => {
+                frames.push(frame);
+                return Ok(frames);
+            }
             Lookup::Known { object, fde: None } => {
                 return Err(UnwindError::NoFde {
                     frame: index,
@@ -204,22 +210,28 @@ pub fn unwind(
                 fde: Some(fde),
             } => (object, fde),
         };
-        let step =
-            cfi::step(table, fde, lookup_pc, &current, &memory, &mut ctx).map_err(|source| {
-                match source {
-                    CfiError::NotCovered => UnwindError::NoFde {
-                        frame: index,
-                        pc: lookup_pc,
-                        object: table.name.clone(),
-                    },
-                    source => UnwindError::Cfi {
-                        frame: index,
-                        pc: lookup_pc,
-                        object: table.name.clone(),
-                        source,
-                    },
-                }
-            })?;
+        let step = match cfi::step(table, fde, lookup_pc, &current, &memory, &mut ctx) {
+            Ok(step) => step,
+            Err(CfiError::NotCovered) if table.in_entry_without_cfi(lookup_pc) => {
+                frames.push(frame);
+                return Ok(frames);
+            }
+            Err(CfiError::NotCovered) => {
+                return Err(UnwindError::NoFde {
+                    frame: index,
+                    pc: lookup_pc,
+                    object: table.name.clone(),
+                });
+            }
+            Err(source) => {
+                return Err(UnwindError::Cfi {
+                    frame: index,
+                    pc: lookup_pc,
+                    object: table.name.clone(),
+                    source,
+                });
+            }
+        };
         frame.cfa = Some(step.cfa);
         frames.push(frame);
         let Some(caller) = step.caller else {

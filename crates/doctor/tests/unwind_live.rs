@@ -417,3 +417,47 @@ fn random_stops_in_libc_heavy_code_all_unwind() {
     eprintln!("{in_libc} of 300 stops were inside libc");
     assert!(in_libc > 0);
 }
+
+const NO_CFI_START: &str = r#"
+#include <time.h>
+#include <unistd.h>
+#define KEEP __attribute__((noinline, noclone))
+/* An entry point written by hand, with no CFI at all. */
+__asm__(".text\n.globl _start\n.type _start,@function\n_start:\n"
+        "\txor %ebp, %ebp\n\tand $-16, %rsp\n\tcall entry_main\n\thlt\n"
+        ".size _start, .-_start\n");
+KEEP void nocfi_leaf(void) {
+    struct timespec ts = {1000, 0};
+    write(1, "ready\n", 6);
+    nanosleep(&ts, 0);
+    __asm__ volatile("" ::: "memory");
+}
+KEEP void entry_main(void) {
+    nocfi_leaf();
+    __asm__ volatile("" ::: "memory");
+    _exit(0);
+}
+"#;
+
+#[test]
+fn an_entry_point_without_cfi_is_the_outermost_frame() {
+    let (_dir, bin) = compile("nocfi", NO_CFI_START, &["-O2", "-nostartfiles"]);
+    let mut patient = Patient::spawn(&bin);
+    patient.expect_line("ready");
+    let pid = patient.pid();
+    patient.wait_in_syscall(pid, SLEEPING);
+    let regs = patient.hold(pid);
+    let process = Process::load(&patient);
+    let frames = unwind(&regs, &patient.memory(), &process.tables, 64)
+        .unwrap_or_else(|e| panic!("unwind failed: {e}"));
+    let names = process.names(&frames);
+    assert!(
+        has_chain(&names, &["nocfi_leaf", "entry_main", "_start"]),
+        "{names:?}"
+    );
+    assert_eq!(
+        names.last().map(String::as_str),
+        Some("_start"),
+        "{names:?}"
+    );
+}

@@ -71,6 +71,10 @@ pub(crate) struct ObjectTable {
     eh_frame_addr: u64,
     code: Vec<Range<u64>>,
     fdes: Vec<FdeSpan>,
+    /// The entry function's code when the entry point has no FDE, as in
+    /// hand-written `_start`s without CFI: it never returns, so a frame
+    /// there is the outermost one.
+    entry_without_cfi: Option<Range<u64>>,
 }
 
 impl ObjectTable {
@@ -89,6 +93,7 @@ impl ObjectTable {
             eh_frame_addr,
             code,
             fdes: Vec::new(),
+            entry_without_cfi: None,
         };
         // A header that does not parse or point into this .eh_frame is
         // ignored: the section itself is the authority.
@@ -178,6 +183,43 @@ impl ObjectTable {
         Ok(fdes)
     }
 
+    /// Whether an FDE really covers `pc` (an index span from `.eh_frame_hdr`
+    /// is only an upper bound).
+    fn covered(&self, pc: u64) -> bool {
+        let Some(span) = self.fde_for(pc) else {
+            return false;
+        };
+        let section = self.section();
+        section
+            .fde_from_offset(
+                &self.bases(),
+                EhFrameOffset(span.offset),
+                EhFrame::cie_from_offset,
+            )
+            .is_ok_and(|fde| fde.contains(pc))
+    }
+
+    /// From the entry point up to the next FDE or the end of its segment.
+    fn find_entry_without_cfi(&self, entry: u64) -> Option<Range<u64>> {
+        if self.covered(entry) {
+            return None;
+        }
+        let segment = self.code.iter().find(|r| r.contains(&entry))?;
+        let next = self.fdes.partition_point(|f| f.start <= entry);
+        let end = self
+            .fdes
+            .get(next)
+            .map_or(segment.end, |f| f.start.min(segment.end));
+        Some(entry..end)
+    }
+
+    /// Whether `pc` is in an entry function that has no CFI.
+    pub(crate) fn in_entry_without_cfi(&self, pc: u64) -> bool {
+        self.entry_without_cfi
+            .as_ref()
+            .is_some_and(|r| r.contains(&pc))
+    }
+
     /// The FDE covering `pc`, if any.
     pub(crate) fn fde_for(&self, pc: u64) -> Option<FdeSpan> {
         let after = self.fdes.partition_point(|f| f.start <= pc);
@@ -251,7 +293,12 @@ impl Tables {
         };
         let (bytes, addr) = section(".eh_frame")?.unwrap_or((&[], 0));
         let hdr = section(".eh_frame_hdr")?;
-        self.insert(ObjectTable::new(name, code, bytes.to_vec(), addr, hdr)?)
+        let mut table = ObjectTable::new(name, code, bytes.to_vec(), addr, hdr)?;
+        if file.entry() != 0 {
+            table.entry_without_cfi =
+                table.find_entry_without_cfi(file.entry().wrapping_add(load_bias));
+        }
+        self.insert(table)
     }
 
     /// Adds the vDSO, whose image exists only in the patient's memory: reads
