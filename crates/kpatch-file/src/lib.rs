@@ -321,7 +321,7 @@ impl InfoEntry {
 /// Splits relocated `.kpatch.info` contents into entries, stopping at the
 /// all-zero terminator (or the end of the section if there is none).
 pub fn parse_info(section: &[u8]) -> Result<Vec<InfoEntry>, Error> {
-    if section.len() % INFO_ENTRY_SIZE != 0 {
+    if !section.len().is_multiple_of(INFO_ENTRY_SIZE) {
         return Err(Error::InfoSize { len: section.len() });
     }
     Ok(section
