@@ -75,7 +75,10 @@ pub fn plan<'p, 'o>(
             moves.push((f, x, y));
         }
         if canon::first_difference(&a, &b).is_some() {
-            differing.push((pgi, ogi, a, b, local));
+            // Canonical forms are rebuilt below rather than kept: when a
+            // header change touches every function, keeping them all would
+            // hold a second copy of both files.
+            differing.push((pgi, ogi, local));
         }
     }
 
@@ -111,7 +114,9 @@ pub fn plan<'p, 'o>(
         false
     };
 
-    for (pgi, ogi, a, b, local) in differing {
+    for (pgi, ogi, local) in differing {
+        let a = canon::group(orig, ogi, &oside);
+        let b = canon::group(patched, pgi, &side);
         let pg = &patched.groups[pgi];
         let oname = orig.groups[ogi].name();
         let local: HashSet<(u32, u32)> = local.iter().map(|&(_, x, y)| (x, y)).collect();

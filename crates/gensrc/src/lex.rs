@@ -58,9 +58,11 @@ pub struct Lexed<'a> {
 
 impl<'a> Lexed<'a> {
     pub fn new(text: &'a str) -> Self {
+        // Generous: capacity that is never touched costs no memory, and
+        // growing by doubling would zero and copy pages again and again.
         Lexed {
             text,
-            packed: Vec::new(),
+            packed: Vec::with_capacity(text.len() / 24),
         }
     }
 
@@ -156,7 +158,7 @@ pub fn lex_each<'a>(
     for raw in text.lines() {
         line += 1;
         // Fast path: most lines have no comment, string or separator.
-        if !in_block_comment && !raw.contains(['#', ';', '"', '/']) {
+        if !in_block_comment && !raw.bytes().any(|b| matches!(b, b'#' | b';' | b'"' | b'/')) {
             lex_segment(file, line, raw, &mut each)?;
             continue;
         }

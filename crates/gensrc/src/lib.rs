@@ -151,8 +151,13 @@ pub fn diff_to(
     opts: &Options,
     out: &mut dyn std::io::Write,
 ) -> Result<Report, Error> {
-    let om = model::Model::build(orig_name, orig)?;
-    let pm = model::Model::build(patched_name, patched)?;
+    // The two files are read independently: one thread each.
+    let (om, pm) = std::thread::scope(|s| {
+        let o = s.spawn(|| model::Model::build(orig_name, orig));
+        let p = model::Model::build(patched_name, patched);
+        (o.join().expect("model thread"), p)
+    });
+    let (om, pm) = (om?, pm?);
     let mut pairing = rename::pair(&om, &pm);
     for name in &opts.unlink_symbols {
         let o = pairing.to_orig.remove(name.as_str()).or_else(|| {

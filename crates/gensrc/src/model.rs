@@ -160,7 +160,7 @@ impl<'a> Model<'a> {
     pub fn build(file: &str, text: &'a str) -> Result<Self, Error> {
         let mut sections = Sections::default();
         let mut tracker = Tracker::new(&mut sections);
-        let mut sec_of = Vec::new();
+        let mut sec_of = Vec::with_capacity(text.len() / 24);
         let mut symbols: HashMap<&'a str, SymInfo<'a>> = HashMap::new();
         let mut files = HashMap::new();
         let mut lexed = Lexed::new(text);
