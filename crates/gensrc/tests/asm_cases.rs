@@ -120,3 +120,21 @@ fn string_constant_change_copies_only_the_new_constant() {
     assert!(part.contains(".LC1.kpatch:\n\t.string\t\"new\""), "{part}");
     assert!(!part.contains(".LC0.kpatch"), "{part}");
 }
+
+#[test]
+fn force_global_makes_copies_of_static_functions_global() {
+    let stat = |v: &str| {
+        format!(
+            "\t.text\n\t.type\thelper, @function\nhelper:\n\tmovl\t${v}, %eax\n\tret\n\t.size\thelper, .-helper\n"
+        )
+    };
+    let (o, p) = (stat("1"), stat("2"));
+    let out = gensrc::diff("o.s", &o, "p.s", &p, &Options::default()).unwrap();
+    assert!(!out.text.contains(".globl\thelper.kpatch"), "{}", out.text);
+    let opts = Options {
+        force_global: true,
+        ..Options::default()
+    };
+    let out = gensrc::diff("o.s", &o, "p.s", &p, &opts).unwrap();
+    assert!(out.text.contains(".globl\thelper.kpatch"), "{}", out.text);
+}

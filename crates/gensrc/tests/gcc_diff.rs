@@ -726,6 +726,43 @@ fn cxx_exception_tables_travel_and_comdat_code_is_matched() {
 }
 
 #[test]
+fn cxx_new_virtual_function_refuses_the_vtable_change() {
+    let c = Case::new();
+    let asm = |name: &str, src: &str| {
+        let cc = c.path(&format!("{name}.cc"));
+        std::fs::write(&cc, src).unwrap();
+        let s = c.path(&format!("{name}.s"));
+        run(Command::new("g++")
+            .args(["-O2", "-S"])
+            .arg(&cc)
+            .arg("-o")
+            .arg(&s));
+        std::fs::read_to_string(s).unwrap()
+    };
+    // Base::f is the key function: the vtable is emitted in this unit.
+    let unit = "struct Base { virtual ~Base(); virtual int f() const; };\n\
+                Base::~Base() {}\nint Base::f() const { return 1; }\n";
+    let o = asm("o", unit);
+    let p = asm(
+        "p",
+        &unit
+            .replace(
+                "virtual int f() const;",
+                "virtual int f() const; virtual int g() const;",
+            )
+            .replace(
+                "return 1; }",
+                "return 1; }\nint Base::g() const { return 2; }",
+            ),
+    );
+    let e = gensrc::diff("o.s", &o, "p.s", &p, &Options::default())
+        .err()
+        .expect("a vtable change must be refused")
+        .to_string();
+    assert!(e.contains("_ZTV"), "{e}");
+}
+
+#[test]
 fn function_and_data_sections() {
     let b = Build {
         cflags: &["-O2", "-g", "-ffunction-sections", "-fdata-sections"],
