@@ -192,6 +192,17 @@ fn in_place_refusals_leave_the_patch_alone() {
     );
     fails(d, STRIP, &["--undo-link", "notes.txt"], &["notes.txt"]);
     fails(d, STRIP, &["--build-id", "notes.txt"], &["notes.txt"]);
+    ok(
+        d,
+        "gcc",
+        &["-o", "noid", "gotpcrel_orig.s", "-Wl,--build-id=none"],
+    );
+    fails(
+        d,
+        STRIP,
+        &["--build-id", "noid"],
+        &["noid", "no GNU BuildID"],
+    );
     assert_eq!(std::fs::read(d.join("p")).unwrap(), before);
 }
 
