@@ -352,7 +352,16 @@ impl<'r, 'p, 'o> Emitter<'r, 'p, 'o> {
             match st.kind {
                 Kind::Label(l) => {
                     let n = self.out_name(l, Some(gi))?;
-                    let _ = writeln!(out, "{n}:");
+                    if !lex::is_local_label(l)
+                        && !names_in_group.contains(l)
+                        && !n.ends_with(".kpatch")
+                    {
+                        // A named object defined inside the function: the
+                        // original keeps its name, the copy gets its own.
+                        let _ = writeln!(out, "{n}.kpatch:");
+                    } else {
+                        let _ = writeln!(out, "{n}:");
+                    }
                 }
                 Kind::Directive { name, args } => match name {
                     _ if name.starts_with(".cfi_") => {

@@ -33,26 +33,27 @@
 /// Whether the CFA is currently computed from `%rsp`, tracked through the
 /// `.cfi_*` directives of one function (they are positional, so a linear
 /// walk gives the exact state at every instruction).
-#[derive(Debug, Clone)]
+/// Outside `.cfi_startproc`/`.cfi_endproc` (code built without unwind
+/// tables) there is nothing to adjust.
+#[derive(Debug, Clone, Default)]
 pub struct Cfa {
+    in_proc: bool,
     on_rsp: bool,
     saved: Vec<bool>,
-}
-
-impl Default for Cfa {
-    fn default() -> Self {
-        Cfa {
-            on_rsp: true,
-            saved: Vec::new(),
-        }
-    }
 }
 
 impl Cfa {
     pub fn directive(&mut self, name: &str, args: &str) {
         let reg_is_rsp = |r: &str| matches!(r.trim(), "7" | "%rsp" | "rsp");
         match name {
-            ".cfi_startproc" => *self = Cfa::default(),
+            ".cfi_startproc" => {
+                *self = Cfa {
+                    in_proc: true,
+                    on_rsp: true,
+                    saved: Vec::new(),
+                }
+            }
+            ".cfi_endproc" => *self = Cfa::default(),
             ".cfi_def_cfa_register" => self.on_rsp = reg_is_rsp(args),
             ".cfi_def_cfa" => self.on_rsp = reg_is_rsp(args.split(',').next().unwrap_or("")),
             ".cfi_remember_state" => self.saved.push(self.on_rsp),
@@ -128,22 +129,23 @@ pub fn rewrite(
     if m.starts_with("push") || m.starts_with("pop") || mentions_rsp(operands) {
         return None;
     }
+    let adjust = cfa.in_proc && cfa.on_rsp;
     let scratch = ["%r11", "%r10", "%r9", "%r8"]
         .into_iter()
         .find(|r| !operands.contains(r))?;
     let mut v = vec![format!("\tleaq\t-{RED_ZONE}(%rsp), %rsp")];
-    if cfa.on_rsp {
+    if adjust {
         v.push(format!("\t.cfi_adjust_cfa_offset {RED_ZONE}"));
     }
     v.push(format!("\tpushq\t{scratch}"));
-    if cfa.on_rsp {
+    if adjust {
         v.push("\t.cfi_adjust_cfa_offset 8".into());
     }
     v.push(got(scratch));
     v.push(with_base(scratch));
     v.push(format!("\tpopq\t{scratch}"));
     v.push(format!("\tleaq\t{RED_ZONE}(%rsp), %rsp"));
-    if cfa.on_rsp {
+    if adjust {
         v.push(format!("\t.cfi_adjust_cfa_offset -{}", RED_ZONE + 8));
     }
     Some(v)
@@ -222,8 +224,14 @@ fn full_register(dst: &str) -> Option<String> {
 mod tests {
     use super::*;
 
+    fn in_proc() -> Cfa {
+        let mut c = Cfa::default();
+        c.directive(".cfi_startproc", "");
+        c
+    }
+
     fn rw(m: &str, o: &str) -> Option<Vec<String>> {
-        rewrite(m, o, &Cfa::default(), |s| s == "newvar")
+        rewrite(m, o, &in_proc(), |s| s == "newvar")
     }
 
     #[test]
@@ -265,8 +273,11 @@ mod tests {
         // The scratch is never a register the instruction uses.
         let v = rw("movq", "%r11, big(%rip)").unwrap();
         assert!(v.contains(&"\tpushq\t%r10".to_string()), "{v:?}");
+        // Without unwind tables there is nothing to adjust.
+        let v = rewrite("addl", "$1, counter(%rip)", &Cfa::default(), |_| false).unwrap();
+        assert!(!v.iter().any(|l| l.contains(".cfi")), "{v:?}");
         // A frame-pointer CFA needs no adjustment.
-        let mut cfa = Cfa::default();
+        let mut cfa = in_proc();
         cfa.directive(".cfi_def_cfa_register", "6");
         let v = rewrite("movb", "%dl, flag(%rip)", &cfa, |_| false).unwrap();
         assert!(!v.iter().any(|l| l.contains(".cfi")), "{v:?}");
