@@ -107,6 +107,13 @@ fn seed_recipe_through_the_binaries() {
         "{dump}"
     );
     assert!(!dump.contains("PLT32"), "{dump}");
+    assert!(
+        dump.contains(
+            "info [0] i_m_being_patched.kpatch: daddr i_m_being_patched+0x0 \
+             saddr i_m_being_patched.kpatch+0x0 dlen 0x16 slen 0x3e"
+        ),
+        "{dump}"
+    );
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::fmt::Write;
 use object::elf;
 
 use crate::error::Result;
-use crate::image::{Image, LE, rela_sym, rela_type, reloc_name, sym_bind, sym_type};
+use crate::image::{Image, LE, Sym, rela_sym, rela_type, reloc_name, sym_bind, sym_type};
 
 fn type_name(t: u32) -> String {
     match t {
@@ -151,5 +151,77 @@ pub fn dump(data: &[u8]) -> Result<String> {
             );
         }
     }
+    dump_info(&img, symtab, &syms, &mut out)?;
     Ok(out)
+}
+
+fn signed_hex(v: i64) -> String {
+    format!("{}{:#x}", if v < 0 { "-" } else { "+" }, v.unsigned_abs())
+}
+
+/// `.kpatch.info` entries as the doctor will read them: the relocated
+/// address fields by symbol, the lengths, and the name each entry points at
+/// in `.kpatch.strtab`.
+fn dump_info(img: &Image, symtab: usize, syms: &[Sym], out: &mut String) -> Result<()> {
+    let Some(info) = (1..img.sections.len()).find(|&i| img.name(i) == ".kpatch.info") else {
+        return Ok(());
+    };
+    let bytes = img.bytes(info)?;
+    let mut relocs = std::collections::HashMap::new();
+    for sec in (1..img.sections.len()).filter(|&i| {
+        img.sh_type(i) == elf::SHT_RELA && img.sections[i].sh_info.get(LE) as usize == info
+    }) {
+        for r in img.relas(sec)? {
+            let place = r.r_offset.get(LE).wrapping_sub(img.addr(info));
+            relocs.insert(place, r);
+        }
+    }
+    let strtab = (1..img.sections.len()).find(|&i| img.name(i) == ".kpatch.strtab");
+    let field = |off: u64| -> String {
+        match relocs
+            .get(&off)
+            .and_then(|r| syms.get(rela_sym(r) as usize).map(|s| (r, s)))
+        {
+            Some((r, s)) => format!(
+                "{}{}",
+                img.symbol_name(symtab, s),
+                signed_hex(r.r_addend.get(LE))
+            ),
+            None => format!("{:#x}", u64_at(bytes, off as usize)),
+        }
+    };
+    for (k, entry) in bytes.chunks_exact(kpatch_file::INFO_ENTRY_SIZE).enumerate() {
+        let base = (k * kpatch_file::INFO_ENTRY_SIZE) as u64;
+        let has_relocs =
+            (0..kpatch_file::INFO_ENTRY_SIZE as u64).any(|o| relocs.contains_key(&(base + o)));
+        if !has_relocs && entry.iter().all(|&b| b == 0) {
+            break;
+        }
+        let name = relocs
+            .get(&(base + kpatch_file::InfoEntry::SYMSTR_OFF as u64))
+            .and_then(|r| {
+                let sym = syms.get(rela_sym(r) as usize)?;
+                let sec = strtab.filter(|&t| usize::from(sym.st_shndx.get(LE)) == t)?;
+                let at =
+                    sym.st_value.get(LE).wrapping_sub(img.addr(sec)) as i64 + r.r_addend.get(LE);
+                Some(crate::image::cstr_at(img.bytes(sec).ok()?, at as usize))
+            })
+            .unwrap_or_else(|| "?".into());
+        let u32_at = |o: usize| u32::from_le_bytes(entry[o..o + 4].try_into().expect("4 bytes"));
+        let _ = writeln!(
+            out,
+            "info [{k}] {name}: daddr {} saddr {} dlen {:#x} slen {:#x}",
+            field(base + kpatch_file::InfoEntry::DADDR_OFF as u64),
+            field(base + kpatch_file::InfoEntry::SADDR_OFF as u64),
+            u32_at(kpatch_file::InfoEntry::DLEN_OFF),
+            u32_at(kpatch_file::InfoEntry::SLEN_OFF),
+        );
+    }
+    Ok(())
+}
+
+fn u64_at(b: &[u8], off: usize) -> u64 {
+    b.get(off..off + 8)
+        .map(|x| u64::from_le_bytes(x.try_into().expect("8 bytes")))
+        .unwrap_or(0)
 }
