@@ -6,16 +6,19 @@ use super::case::Case;
 use super::patient::Patient;
 use super::tools::ctl;
 
-fn ctl_ok(args: &[&str]) {
+/// Runs libcare-ctl, which must succeed; its log goes into the patient's
+/// notes so that a later failure shows what was done.
+fn ctl_ok(patient: &mut Patient, args: &[&str]) {
     let out = ctl(args);
-    assert!(
-        out.status.success(),
-        "libcare-ctl {} failed ({}):\n{}{}",
+    let log = format!(
+        "libcare-ctl {} ({}):\n{}{}",
         args.join(" "),
         out.status,
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(out.status.success(), "{log}");
+    patient.note(log);
 }
 
 /// Starts the case's program, patches it with `libcare-ctl patch`, checks
@@ -30,11 +33,11 @@ pub fn patch_and_unpatch(case: &Case, built: &Built) {
 
     let pid = patient.pid_arg();
     let patch = built.patch.to_string_lossy().into_owned();
-    ctl_ok(&["-v", "patch", "-p", &pid, &patch]);
+    ctl_ok(&mut patient, &["-v", "patch", "-p", &pid, &patch]);
     patient.wait_for(after, &[before]);
     patient.expect_steady(after, 3);
 
-    ctl_ok(&["-v", "unpatch", "-p", &pid]);
+    ctl_ok(&mut patient, &["-v", "unpatch", "-p", &pid]);
     patient.wait_for(before, &[after]);
     patient.expect_steady(before, 3);
     assert!(patient.alive(), "pid {pid} died after unpatch");

@@ -41,6 +41,8 @@ pub struct Patient {
     lines: Receiver<String>,
     /// Every line read so far, for failure messages.
     seen: Vec<String>,
+    /// What was done to the process (tool logs), for failure messages.
+    notes: Vec<String>,
 }
 
 impl Patient {
@@ -71,6 +73,7 @@ impl Patient {
             child,
             lines: rx,
             seen: Vec::new(),
+            notes: Vec::new(),
         }
     }
 
@@ -90,16 +93,18 @@ impl Patient {
                 line
             }
             Err(RecvTimeoutError::Timeout) => panic!(
-                "pid {}: no line for {LINE_TIMEOUT:?}; last lines: {:?}",
+                "pid {}: no line for {LINE_TIMEOUT:?}; last lines: {:?}\n{}",
                 self.pid(),
-                self.tail()
+                self.tail(),
+                self.notes.join("\n")
             ),
             Err(RecvTimeoutError::Disconnected) => {
                 let status = self.child.wait();
                 panic!(
-                    "pid {} ended ({status:?}); last lines: {:?}",
+                    "pid {} ended ({status:?}); last lines: {:?}\n{}",
                     self.pid(),
-                    self.tail()
+                    self.tail(),
+                    self.notes.join("\n")
                 )
             }
         }
@@ -107,6 +112,11 @@ impl Patient {
 
     fn tail(&self) -> &[String] {
         &self.seen[self.seen.len().saturating_sub(8)..]
+    }
+
+    /// Records what a tool did to the process, shown if the test fails.
+    pub fn note(&mut self, text: String) {
+        self.notes.push(text);
     }
 
     /// Reads lines until `want` comes; any line other than the known ones
@@ -120,8 +130,9 @@ impl Patient {
             }
             assert!(
                 allowed.contains(&line.as_str()),
-                "pid {}: unexpected line {line:?} while waiting for {want:?}",
-                self.pid()
+                "pid {}: unexpected line {line:?} while waiting for {want:?}\n{}",
+                self.pid(),
+                self.notes.join("\n")
             );
         }
     }
