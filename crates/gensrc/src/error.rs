@@ -14,9 +14,7 @@ pub enum Error {
     // ---- refusals: the change cannot be expressed as a live patch ----
     #[error("{}; {VARIABLE_HINT}", list(.0))]
     VariablesChanged(Vec<RefusedVariable>),
-    #[error(
-        "`{block}` cannot be patched ({what}): original line {orig_line}, patched line {patched_line}"
-    )]
+    #[error("`{block}` cannot be patched ({what}): {}, patched line {patched_line}", orig_at(*.orig_line))]
     Unsupported {
         block: String,
         what: String,
@@ -50,6 +48,15 @@ fn list(v: &[RefusedVariable]) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// "original line N", or that there is none (0: the block is new).
+fn orig_at(line: u32) -> String {
+    if line == 0 {
+        "no original".to_string()
+    } else {
+        format!("original line {line}")
+    }
 }
 
 pub const VARIABLE_HINT: &str = "a live patch cannot change data that already exists in the \

@@ -587,7 +587,13 @@ int main(void)
 
 #[test]
 fn force_gotpcrel_code_behaves_like_the_patched_code() {
-    for b in [PIE_O2G, PIE_O0, NOPIE_O2G] {
+    // Without unwind tables there is no CFI to keep (regression: the
+    // rewrite once emitted .cfi_adjust_cfa_offset outside any .cfi_startproc).
+    const NO_UNWIND: Build = Build {
+        cflags: &["-O2", "-fno-asynchronous-unwind-tables"],
+        lflags: &[],
+    };
+    for b in [PIE_O2G, PIE_O0, NOPIE_O2G, NO_UNWIND] {
         let c = Case::new();
         let o = c.asm("o", GOT_FORMS, b);
         let patched_src = GOT_FORMS
