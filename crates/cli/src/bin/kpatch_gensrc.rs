@@ -193,3 +193,43 @@ fn main() {
         std::process::exit(1);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_command_line_parses() {
+        let a = Args::try_parse_from([
+            "kpatch_gensrc",
+            "--os=rhel6",
+            "-i",
+            "foo.s",
+            "-i",
+            "bar.s",
+            "-o",
+            "foobar.s",
+            "--force-gotpcrel",
+            "--ignore-changes=a,b",
+        ])
+        .unwrap();
+        assert_eq!(a.inputs, ["foo.s", "bar.s"]);
+        assert!(a.force_gotpcrel && !a.force_global);
+        assert_eq!(a.ignore_changes, ["a", "b"]);
+        assert!(Args::try_parse_from(["kpatch_gensrc", "-i", "x.s"]).is_err());
+    }
+
+    #[test]
+    fn failure_leaves_no_output_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.s");
+        let r = write_output(out.to_str().unwrap(), |w| {
+            w.write_all(b"half").unwrap();
+            anyhow::bail!("refused")
+        });
+        assert!(r.is_err());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        write_output(out.to_str().unwrap(), |w| Ok(w.write_all(b"whole")?)).unwrap();
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "whole");
+    }
+}
