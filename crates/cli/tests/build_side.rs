@@ -563,3 +563,42 @@ fn patch_make_refuses_binaries_stripped_by_make_install() {
         std::fs::read(proj.join("foo.c")).unwrap()
     );
 }
+
+/// Two patches, the second on top of the first, with the project, the
+/// original install and the output directory all given on the command line.
+#[test]
+fn patch_make_applies_several_patches_in_order_and_reverts_them_all() {
+    let case = Case::load("seed");
+    let tmp = scratch("patch-make-two");
+    let proj = tmp.path().join("proj");
+    case.copy_to(&proj);
+    let fix = std::fs::read_to_string(proj.join("fix.diff")).unwrap();
+    let patched_line = "printf(\"you patched my %s\\n\", \"tralala\");";
+    let more = format!(
+        "--- a/foo.c\n+++ b/foo.c\n@@ -11 +11 @@\n-\t{patched_line}\n+\t{}\n",
+        patched_line.replace("tralala", "trololo")
+    );
+    assert!(fix.contains(patched_line));
+    let diffs = tmp.path().join("diffs");
+    std::fs::create_dir_all(&diffs).unwrap();
+    std::fs::write(diffs.join("more.diff"), more).unwrap();
+    std::fs::write(diffs.join("fix.diff"), fix).unwrap();
+    let out = Command::new(tool("libcare-patch-make"))
+        .current_dir(tmp.path())
+        .args(["--clean", "-C", "proj", "--lpmake", "orig", "-d", "out"])
+        .args(["diffs/fix.diff", "diffs/more.diff"])
+        .env("CFLAGS", "-O0")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = build_id(&tmp.path().join("orig/usr/bin/foo"));
+    let kpatch = std::fs::read(tmp.path().join("out").join(format!("{id}.kpatch"))).unwrap();
+    let has = |s: &str| kpatch.windows(s.len()).any(|w| w == s.as_bytes());
+    assert!(has("trololo") && !has("tralala"));
+    assert_sources_untouched(&case, &proj);
+}
