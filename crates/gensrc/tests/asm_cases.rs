@@ -138,3 +138,18 @@ fn force_global_makes_copies_of_static_functions_global() {
     let out = gensrc::diff("o.s", &o, "p.s", &p, &opts).unwrap();
     assert!(out.text.contains(".globl\thelper.kpatch"), "{}", out.text);
 }
+
+#[test]
+fn identical_inputs_are_still_checked() {
+    let e = gensrc::diff(
+        "a.s",
+        "\tnop\n\t\"x\n",
+        "b.s",
+        "\tnop\n\t\"x\n",
+        &Options::default(),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(e.starts_with("a.s:2:"), "{e}");
+}
