@@ -602,3 +602,20 @@ fn patch_make_applies_several_patches_in_order_and_reverts_them_all() {
     assert!(has("trololo") && !has("tralala"));
     assert_sources_untouched(&case, &proj);
 }
+
+#[test]
+fn libcare_cc_refuses_lto_in_a_patch_build() {
+    let tmp = scratch("lto");
+    write_sources(tmp.path());
+    let out = cc(
+        tmp.path(),
+        Some("original"),
+        &["-O2", "-flto", "-c", "src/b.c"],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("-flto"), "{err}");
+    assert!(!tmp.path().join("b.o").exists());
+    let out = cc(tmp.path(), None, &["-O2", "-flto", "-c", "src/b.c"]);
+    assert!(out.status.success());
+}

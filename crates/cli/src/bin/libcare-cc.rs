@@ -15,7 +15,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context as _, Result, bail};
 use cc::command_line::{CommandLine, Mode};
-use cc::plan::{Context, Plan, Step, plan};
+use cc::plan::{Context, Plan, Stage, Step, plan};
 use cc::toolchain::{ACTIVE_MARK, gensrc_path, is_cxx_name, real_compiler, stage_from};
 
 const USAGE: &str = "\
@@ -65,6 +65,16 @@ fn run(argv0: &str, args: &[String]) -> Result<ExitCode> {
     };
 
     let cl = CommandLine::parse(args);
+    if cl.lto() && cl.mode != Mode::Other {
+        bail!(
+            "-flto cannot be used in a patch build: the object's assembly is not the code \
+             that will run (KPATCH_STAGE={})",
+            match stage {
+                Stage::Original => "original",
+                Stage::Patched => "patched",
+            }
+        );
+    }
     let scratch = scratch_dir();
     let exists = |p: &Path| p.exists();
     let ctx = Context {

@@ -258,6 +258,24 @@ impl CommandLine {
             .any(|i| matches!(i.language, Language::Assembler { .. }))
     }
 
+    /// Whether link-time optimisation is on (the last of `-flto*` and
+    /// `-fno-lto` wins): the assembly of an LTO object is not the code that
+    /// will run, so no patch can be built from it.
+    pub fn lto(&self) -> bool {
+        let mut on = false;
+        for token in &self.tokens {
+            if let Token::Flag(group) = token {
+                let flag = group[0].as_str();
+                if flag == "-flto" || flag.starts_with("-flto=") {
+                    on = true;
+                } else if flag == "-fno-lto" {
+                    on = false;
+                }
+            }
+        }
+        on
+    }
+
     /// The plain flags (no inputs, output, mode, language or dependency
     /// flags), in their original order.
     pub fn plain_flags(&self) -> Vec<String> {
@@ -316,6 +334,14 @@ mod tests {
         assert_eq!(parse("-E foo.c").mode, Mode::Other);
         assert_eq!(parse("--version").mode, Mode::Other);
         assert_eq!(parse("foo.o -o prog").mode, Mode::Link);
+    }
+
+    #[test]
+    fn lto_last_flag_wins() {
+        assert!(parse("-O2 -flto -c a.c").lto());
+        assert!(parse("-flto=auto a.o -o prog").lto());
+        assert!(!parse("-flto -fno-lto -c a.c").lto());
+        assert!(!parse("-flto-partition=none -c a.c").lto());
     }
 
     #[test]
