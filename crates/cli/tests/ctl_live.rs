@@ -651,3 +651,24 @@ sleep 0.2
         assert!(lines[back..].iter().all(|l| *l == case.before));
     }
 }
+
+/// The patched function holds the program nearly all the time (it sleeps
+/// inside it): patch and unpatch wait for it to return, with a breakpoint
+/// on its return address, and succeed well within the default timeout.
+fn sleepy(flavour: Flavour) {
+    let case = Case::load("ctl_sleepy");
+    let built = build_by_recipe(&case, flavour);
+    let t0 = std::time::Instant::now();
+    support::patch_and_unpatch(&case, &built);
+    assert!(t0.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn ctl_waits_for_a_busy_function_to_return_pie_o2_g() {
+    sleepy(Flavour::PIE_O2_G);
+}
+
+#[test]
+fn ctl_waits_for_a_busy_function_to_return_nopie_o0() {
+    sleepy(Flavour::NOPIE_O0);
+}

@@ -51,6 +51,8 @@ struct Scene<'a> {
     replace: &'a [Record],
     /// IFUNC implementations obtained by calling their resolvers.
     ifuncs: &'a HashMap<String, u64>,
+    /// Removed patches whose regions still wait to be unmapped.
+    retired: &'a [Record],
 }
 
 /// A patch made ready for one region address.
@@ -74,7 +76,9 @@ pub fn patch_process(pid: i32, patches: &[Patch], opts: &Options) -> Result<Proc
     }
     let maps = maps::read(pid)?;
     let objects = object::loaded_objects(pid, &maps)?;
-    let applied = record::scan(pid, &maps)?;
+    let (retired, applied): (Vec<Record>, Vec<Record>) = record::scan(pid, &maps)?
+        .into_iter()
+        .partition(|r| r.retired);
     let mut report = ProcessReport::new(pid);
     let mut todo = Vec::new();
     let mut replace = Vec::new();
@@ -127,6 +131,7 @@ pub fn patch_process(pid: i32, patches: &[Patch], opts: &Options) -> Result<Proc
         objects: &objects,
         replace: &replace,
         ifuncs: &ifuncs,
+        retired: &retired,
     };
     let mut prepared = Vec::new();
     let mut taken: Vec<Mapping> = maps.clone();
@@ -247,6 +252,7 @@ fn switch(
         }
     }
     unpatch::release_regions(held, replace);
+    unpatch::release_regions(held, scene.retired);
     Ok(())
 }
 
@@ -380,6 +386,7 @@ fn prepare(
         build_id: patch.header.build_id.clone(),
         modulename: patch.header.modulename.clone(),
         level: patch.level(),
+        retired: false,
         hunks: hunks.iter().map(Hunk::saved_hunk).collect(),
         entries: entries.clone(),
     };

@@ -51,7 +51,7 @@ pub fn info_process(
         .collect();
     let patches = record::scan(pid, &maps)?
         .iter()
-        .filter(|r| build_id.is_none_or(|b| r.build_id == b))
+        .filter(|r| !r.retired && build_id.is_none_or(|b| r.build_id == b))
         .map(|r| {
             let mut o = PatchOutcome::from_record(r, "applied");
             o.functions = record::function_names(pid, r);

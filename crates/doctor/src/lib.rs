@@ -32,6 +32,7 @@ pub mod relocate;
 pub mod report;
 pub mod resolve;
 pub mod safety;
+mod stack_scan;
 pub mod storage;
 mod syscall;
 mod undo_log;

@@ -26,6 +26,10 @@ pub struct LoadedObject {
     pub build_id: String,
     /// The main program (contains the entry point from the auxiliary vector).
     pub is_main: bool,
+    /// Position in the dynamic linker's search order (its link map): the
+    /// main program, preloaded libraries, then the needed ones. `None` for
+    /// objects the link map does not list (mapped by other means).
+    pub link_index: Option<usize>,
     data: Vec<u8>,
 }
 
@@ -88,6 +92,7 @@ impl LoadedObject {
             bias,
             build_id,
             is_main: false,
+            link_index: None,
             data,
         })
     }
@@ -305,7 +310,53 @@ pub fn loaded_objects(pid: i32, maps: &[Mapping]) -> Result<Vec<LoadedObject>> {
             Err(e) => tracing::debug!("skipping {path}: {e}"),
         }
     }
+    if let Some(order) = link_map_order(pid, &out) {
+        for (i, oi) in order.into_iter().enumerate() {
+            out[oi].link_index = Some(i);
+        }
+    }
     Ok(out)
+}
+
+fn read_u64(pid: i32, addr: u64) -> Option<u64> {
+    let mut b = [0u8; 8];
+    crate::patient::read_memory(pid, addr, &mut b).ok()?;
+    Some(u64::from_le_bytes(b))
+}
+
+/// Indices of `objects` in the order of the dynamic linker's link map
+/// (`DT_DEBUG` of the main program -> `r_debug.r_map` -> `l_next`...), which
+/// is the order symbol lookup follows: an `LD_PRELOAD` library comes before
+/// libc, as it does for the process itself.
+fn link_map_order(pid: i32, objects: &[LoadedObject]) -> Option<Vec<usize>> {
+    let main = objects.iter().find(|o| o.is_main)?;
+    let (dynamic, size) = main.section(".dynamic")?;
+    let mut raw = vec![0u8; size as usize];
+    crate::patient::read_memory(pid, dynamic, &mut raw).ok()?;
+    let r_debug = raw.chunks_exact(16).find_map(|e| {
+        let tag = u64::from_le_bytes(e[..8].try_into().expect("8"));
+        (tag == u64::from(elf::DT_DEBUG)).then(|| u64::from_le_bytes(e[8..].try_into().expect("8")))
+    })?;
+    if r_debug == 0 {
+        return None;
+    }
+    // struct r_debug { int r_version; struct link_map *r_map; ... }
+    let mut lm = read_u64(pid, r_debug + 8)?;
+    let mut order = Vec::new();
+    // struct link_map { l_addr; l_name; l_ld; l_next; l_prev; }
+    for _ in 0..4096 {
+        if lm == 0 {
+            break;
+        }
+        let l_ld = read_u64(pid, lm + 16)?;
+        if let Some(i) = objects.iter().position(|o| l_ld >= o.start && l_ld < o.end)
+            && !order.contains(&i)
+        {
+            order.push(i);
+        }
+        lm = read_u64(pid, lm + 24)?;
+    }
+    Some(order)
 }
 
 fn read_mapped_file(pid: i32, m: &Mapping) -> Option<Vec<u8>> {

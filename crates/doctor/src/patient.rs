@@ -112,6 +112,19 @@ impl Held {
                         source: nix::errno::Errno::ESRCH,
                         ..
                     }) => continue,
+                    // Auto-attached when a thread we trace created it:
+                    // its first stop is on its way.
+                    Err(Error::Ptrace {
+                        source: nix::errno::Errno::EPERM,
+                        ..
+                    }) if ptrace::traced_by_us(tid) => {
+                        self.threads.push(Thread {
+                            tid,
+                            regs: zero_regs(),
+                            stopped: false,
+                        });
+                        continue;
+                    }
                     Err(Error::Ptrace {
                         source: nix::errno::Errno::EPERM,
                         ..
@@ -203,6 +216,151 @@ impl Held {
         self.catch_all_threads()?;
         if self.threads.is_empty() {
             return Err(Error::NoSuchProcess { pid: self.pid });
+        }
+        Ok(())
+    }
+
+    /// Plants `int3` at each of `traps`, lets every thread run until one of
+    /// them executes a trap or `deadline` passes, then takes the traps out
+    /// and stops every thread again, a trapped one with its pc back on the
+    /// original instruction. Returns whether a trap was hit. Signals that
+    /// arrive meanwhile are delivered at once; new threads are held too.
+    pub fn run_until_trap(&mut self, traps: &[u64], deadline: Instant) -> Result<bool> {
+        let mut saved = Vec::with_capacity(traps.len());
+        for &a in traps {
+            let mut b = [0u8; 1];
+            self.read(a, &mut b)?;
+            saved.push((a, b[0]));
+        }
+        let restore = |held: &Held| {
+            for &(a, b) in saved.iter().rev() {
+                if let Err(e) = held.write(a, &[b]) {
+                    tracing::error!("removing breakpoint at {a:#x}: {e}");
+                }
+            }
+        };
+        for &a in traps {
+            if let Err(e) = self.write(a, &[0xcc]) {
+                restore(self);
+                return Err(e);
+            }
+        }
+        self.stopped_total += self.held_since.elapsed();
+        for t in &mut self.threads {
+            ptrace::cont(t.tid)?;
+            t.stopped = false;
+        }
+        let is_trap = |tid: i32| {
+            ptrace::getregs(tid)
+                .ok()
+                .filter(|r| traps.contains(&r.rip.wrapping_sub(1)))
+        };
+        let mut hit = false;
+        let outcome = (|| -> Result<()> {
+            let mut last_scan = Instant::now();
+            while !hit && Instant::now() < deadline {
+                let mut quiet = true;
+                let tids: Vec<i32> = self.threads.iter().map(|t| t.tid).collect();
+                for tid in tids {
+                    let Some(stop) = ptrace::wait_nohang(tid)? else {
+                        continue;
+                    };
+                    quiet = false;
+                    match stop {
+                        Stop::Signal(Signal::SIGTRAP) if is_trap(tid).is_some() => {
+                            let mut r = is_trap(tid).expect("checked");
+                            r.rip -= 1;
+                            ptrace::setregs(tid, &r)?;
+                            self.mark_stopped(tid, r);
+                            hit = true;
+                            break;
+                        }
+                        Stop::Signal(sig) => ptrace::cont_with(tid, sig)?,
+                        // A new thread's first stop, or a clone event.
+                        Stop::Interrupted | Stop::Event(_) => ptrace::cont(tid)?,
+                        Stop::Gone => self.threads.retain(|t| t.tid != tid),
+                    }
+                }
+                if last_scan.elapsed() > Duration::from_millis(5) {
+                    // Threads created meanwhile were attached by TRACECLONE.
+                    last_scan = Instant::now();
+                    let known: BTreeSet<i32> = self.threads.iter().map(|t| t.tid).collect();
+                    for tid in task_ids(self.pid)? {
+                        if !known.contains(&tid) && ptrace::traced_by_us(tid) {
+                            self.threads.push(Thread {
+                                tid,
+                                regs: zero_regs(),
+                                stopped: false,
+                            });
+                        }
+                    }
+                }
+                if quiet {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+            Ok(())
+        })();
+        // Out with the traps before anyone can run into them again.
+        restore(self);
+        self.held_since = Instant::now();
+        let stop_all = self.stop_running(traps);
+        outcome?;
+        stop_all?;
+        self.catch_all_threads()?;
+        if self.threads.is_empty() {
+            return Err(Error::NoSuchProcess { pid: self.pid });
+        }
+        Ok(hit)
+    }
+
+    fn mark_stopped(&mut self, tid: i32, regs: Regs) {
+        if let Some(t) = self.threads.iter_mut().find(|t| t.tid == tid) {
+            t.regs = regs;
+            t.stopped = true;
+        }
+    }
+
+    /// Interrupts every thread not stopped yet and waits for each; one that
+    /// ran into a (now removed) trap is put back on its instruction.
+    fn stop_running(&mut self, traps: &[u64]) -> Result<()> {
+        let running: Vec<i32> = self
+            .threads
+            .iter()
+            .filter(|t| !t.stopped)
+            .map(|t| t.tid)
+            .collect();
+        for &tid in &running {
+            let _ = ptrace::interrupt(tid);
+        }
+        for tid in running {
+            loop {
+                match ptrace::wait(tid)? {
+                    Stop::Interrupted => {
+                        let r = ptrace::getregs(tid)?;
+                        self.mark_stopped(tid, r);
+                        break;
+                    }
+                    Stop::Gone => {
+                        self.threads.retain(|t| t.tid != tid);
+                        break;
+                    }
+                    Stop::Signal(Signal::SIGTRAP)
+                        if ptrace::getregs(tid)
+                            .is_ok_and(|r| traps.contains(&r.rip.wrapping_sub(1))) =>
+                    {
+                        let mut r = ptrace::getregs(tid)?;
+                        r.rip -= 1;
+                        ptrace::setregs(tid, &r)?;
+                        ptrace::cont(tid)?;
+                    }
+                    Stop::Signal(sig) => {
+                        self.pending.push((tid, sig));
+                        ptrace::cont(tid)?;
+                    }
+                    Stop::Event(_) => ptrace::cont(tid)?,
+                }
+            }
         }
         Ok(())
     }

@@ -37,10 +37,23 @@ fn pt(op: &'static str, tid: i32) -> impl FnOnce(nix::Error) -> Error {
     move |source| Error::Ptrace { op, tid, source }
 }
 
-/// Seizes without stopping. No options: in particular not `EXITKILL`, so that
-/// the patient survives the doctor dying.
+/// Seizes without stopping. Threads the patient creates while traced are
+/// traced too (`TRACECLONE`: no thread can run into a breakpoint of ours
+/// untraced). Not `EXITKILL`: the patient must survive the doctor dying.
 pub fn seize(tid: i32) -> Result<()> {
-    ptrace::seize(Pid::from_raw(tid), ptrace::Options::empty()).map_err(pt("SEIZE", tid))
+    ptrace::seize(Pid::from_raw(tid), ptrace::Options::PTRACE_O_TRACECLONE)
+        .map_err(pt("SEIZE", tid))
+}
+
+/// Whether `tid` is traced by this process already (a thread auto-attached
+/// through `TRACECLONE`).
+pub fn traced_by_us(tid: i32) -> bool {
+    let me = std::process::id().to_string();
+    std::fs::read_to_string(format!("/proc/{tid}/status")).is_ok_and(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("TracerPid:"))
+            .is_some_and(|v| v.trim() == me)
+    })
 }
 
 pub fn interrupt(tid: i32) -> Result<()> {
@@ -69,6 +82,35 @@ pub fn wait(tid: i32) -> Result<Stop> {
     }
 }
 
+/// The next stop of one traced thread, without blocking: `None` if it has
+/// nothing to report. (Never `waitpid(-1)`: a library must not reap
+/// children or stops that belong to someone else.)
+pub fn wait_nohang(tid: i32) -> Result<Option<Stop>> {
+    let flags = WaitPidFlag::__WALL | WaitPidFlag::WNOHANG;
+    loop {
+        let st = match waitpid(Pid::from_raw(tid), Some(flags)) {
+            Ok(st) => st,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(nix::errno::Errno::ECHILD) => return Ok(Some(Stop::Gone)),
+            Err(e) => {
+                return Err(Error::Ptrace {
+                    op: "waitpid",
+                    tid,
+                    source: e,
+                });
+            }
+        };
+        return Ok(match st {
+            WaitStatus::StillAlive => None,
+            WaitStatus::PtraceEvent(_, _, EVENT_STOP) => Some(Stop::Interrupted),
+            WaitStatus::PtraceEvent(_, _, ev) => Some(Stop::Event(ev)),
+            WaitStatus::Stopped(_, sig) => Some(Stop::Signal(sig)),
+            WaitStatus::Exited(..) | WaitStatus::Signaled(..) => Some(Stop::Gone),
+            _ => continue,
+        });
+    }
+}
+
 pub fn getregs(tid: i32) -> Result<Regs> {
     ptrace::getregs(Pid::from_raw(tid)).map_err(pt("GETREGS", tid))
 }
@@ -83,6 +125,12 @@ pub fn step(tid: i32) -> Result<()> {
 
 pub fn cont(tid: i32) -> Result<()> {
     ptrace::cont(Pid::from_raw(tid), None).map_err(pt("CONT", tid))
+}
+
+/// Resumes a thread delivering `sig` (a signal that arrived while the
+/// patient ran under our watch goes through at once).
+pub fn cont_with(tid: i32, sig: Signal) -> Result<()> {
+    ptrace::cont(Pid::from_raw(tid), Some(sig)).map_err(pt("CONT", tid))
 }
 
 pub fn detach(tid: i32) -> Result<()> {

@@ -4,7 +4,9 @@
 //!
 //! Layout (little-endian):
 //! ```text
-//!   0  the .kpatch header, 688 bytes (starts with "KPATCH1\0"; jmp_offset set)
+//!   0  the .kpatch header, 688 bytes (starts with "KPATCH1\0"; jmp_offset set;
+//!      byte 10, padding in the file, is 1 once the patch is removed but the
+//!      region still awaits unmapping: see `unpatch::release_regions`)
 //! 688  "DOCTOR1\0"
 //! 696  region length u64        704  patch digest u64
 //! 712  applied-at (ns) u64      720  target object start u64
@@ -22,6 +24,8 @@ use crate::maps::Mapping;
 use crate::patient;
 
 pub const MAGIC: &[u8; 8] = b"DOCTOR1\0";
+/// Offset of the "retired" byte (header padding).
+pub const RETIRED_OFF: usize = 10;
 const NAME_OFF: usize = 744;
 const NAME_LEN: usize = 128;
 pub const FIXED_LEN: usize = NAME_OFF + NAME_LEN;
@@ -49,6 +53,8 @@ pub struct Record {
     pub build_id: String,
     pub modulename: String,
     pub level: u32,
+    /// Removed (jumps gone), region kept until nothing refers to it.
+    pub retired: bool,
     pub hunks: Vec<SavedHunk>,
     pub entries: Vec<InfoEntry>,
 }
@@ -165,6 +171,7 @@ impl Record {
             build_id: cstr(&head[80..336]),
             modulename: cstr(&head[16..80]),
             level: u32_at(head, 376),
+            retired: head[RETIRED_OFF] != 0,
             hunks,
             entries,
         })
@@ -237,6 +244,7 @@ mod tests {
             build_id: "abcd".into(),
             modulename: String::new(),
             level: 2,
+            retired: false,
             hunks: vec![SavedHunk {
                 addr: 0x5555_1139,
                 target: 0x7000_1000,

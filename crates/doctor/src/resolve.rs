@@ -145,16 +145,22 @@ fn is_weak_ok(_s: &PatchSymbol) -> bool {
     false
 }
 
-/// The definition the dynamic linker would pick: main program first, then
-/// the other objects in address order.
+/// Objects in the dynamic linker's search order: the link map's order,
+/// then (main program first) whatever it does not list, by address.
+pub fn search_order(objects: &[LoadedObject]) -> Vec<&LoadedObject> {
+    let mut v: Vec<&LoadedObject> = objects.iter().collect();
+    v.sort_by_key(|o| (o.link_index.is_none(), o.link_index, !o.is_main, o.start));
+    v
+}
+
+/// The definition the dynamic linker would pick (see `search_order`).
 pub fn lookup<'o>(
     objects: &'o [LoadedObject],
     name: &str,
     version: Option<&str>,
 ) -> Option<(&'o LoadedObject, Found)> {
-    let main = objects.iter().filter(|o| o.is_main);
-    let rest = objects.iter().filter(|o| !o.is_main);
-    main.chain(rest)
+    search_order(objects)
+        .into_iter()
         .find_map(|o| o.lookup_exported(name, version).map(|f| (o, f)))
 }
 
@@ -181,11 +187,7 @@ pub fn unbound_ifuncs(pid: i32, patch: &Patch, objects: &[LoadedObject]) -> Vec<
 
 /// The value of a GOT slot some object filled for `name`, if any is bound.
 fn bound_slot(pid: i32, objects: &[LoadedObject], name: &str) -> Option<u64> {
-    for o in objects
-        .iter()
-        .filter(|o| o.is_main)
-        .chain(objects.iter().filter(|o| !o.is_main))
-    {
+    for o in search_order(objects) {
         for slot in o.import_slots(name) {
             let mut b = [0u8; 8];
             if patient::read_memory(pid, slot, &mut b).is_err() {

@@ -9,10 +9,11 @@
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::maps::Mapping;
+use crate::maps::{self, Mapping};
 use crate::object::LoadedObject;
 use crate::patient::Held;
-use crate::unwind::{self, ProcessMemory, Registers, Tables};
+use crate::stack_scan;
+use crate::unwind::{self, FrameKind, ProcessMemory, Registers, Tables};
 
 /// A code range that no thread may be executing (or return into).
 #[derive(Debug, Clone)]
@@ -47,66 +48,186 @@ impl Checker {
         Checker { tables, memory }
     }
 
-    /// The first reason the moment is unsafe: (thread, function, detail).
-    pub fn find_unsafe(&self, held: &Held, busy: &[Busy]) -> Option<(i32, String, String)> {
+    /// Every thread that makes the moment unsafe, with what it is doing.
+    pub fn blockers(&self, held: &Held, busy: &[Busy]) -> Vec<Blocker> {
         let inside = |pc: u64| busy.iter().find(|b| pc >= b.start && pc < b.end);
+        let mut out = Vec::new();
         for t in held.threads() {
-            if let Some(b) = inside(t.regs.rip) {
-                return Some((
-                    t.tid,
-                    b.function.clone(),
-                    format!("executing at {:#x}", t.regs.rip),
-                ));
-            }
             let Some(mem) = &self.memory else {
-                return Some((t.tid, "?".into(), "cannot read the patient's memory".into()));
+                out.push(Blocker {
+                    tid: t.tid,
+                    function: "?".into(),
+                    detail: "cannot read the patient's memory".into(),
+                    return_to: None,
+                });
+                continue;
             };
             match unwind::unwind(&Registers::from(t.regs), mem, &self.tables, MAX_FRAMES) {
                 Ok(frames) => {
-                    for (i, f) in frames.iter().enumerate() {
-                        if let Some(b) = inside(f.lookup_pc()) {
-                            return Some((
-                                t.tid,
-                                b.function.clone(),
-                                format!("on its stack, frame {i}, pc {:#x}", f.pc),
-                            ));
-                        }
-                    }
+                    // The outermost busy frame: once it returns, none is left.
+                    let Some(i) = frames.iter().rposition(|f| inside(f.lookup_pc()).is_some())
+                    else {
+                        continue;
+                    };
+                    let b = inside(frames[i].lookup_pc()).expect("found above");
+                    let return_to = frames
+                        .get(i + 1)
+                        .filter(|f| f.kind == FrameKind::Call && inside(f.pc).is_none())
+                        .map(|f| f.pc);
+                    out.push(Blocker {
+                        tid: t.tid,
+                        function: b.function.clone(),
+                        detail: if i == 0 {
+                            format!("executing it at {:#x}", frames[0].pc)
+                        } else {
+                            format!("it is on the stack (frame {i}, pc {:#x})", frames[i].pc)
+                        },
+                        return_to,
+                    });
                 }
                 Err(e) => {
-                    // A stack we cannot walk is a stack we cannot clear.
-                    let culprit = busy.first().map_or("?".into(), |b| b.function.clone());
-                    return Some((t.tid, culprit, format!("stack walk failed: {e}")));
+                    // A stack we cannot walk is a stack we cannot clear; name
+                    // a busy function it is in, if any, else the first one.
+                    let culprit = inside(t.regs.rip)
+                        .or(busy.first())
+                        .map_or("?".into(), |b| b.function.clone());
+                    // Where to wait for it: out of busy code and out of code
+                    // without unwind tables (anonymous executable memory).
+                    let maps = maps::read(held.pid()).unwrap_or_default();
+                    let mut opaque = busy.to_vec();
+                    opaque.extend(maps.iter().filter(|m| m.anonymous() && m.executable()).map(
+                        |m| Busy {
+                            function: String::new(),
+                            start: m.start,
+                            end: m.end,
+                        },
+                    ));
+                    out.push(Blocker {
+                        tid: t.tid,
+                        function: culprit,
+                        detail: format!("its stack cannot be walked: {e}"),
+                        return_to: stack_scan::return_out_of_busy(held, &maps, t.regs.rsp, &opaque),
+                    });
                 }
             }
         }
-        None
+        out
     }
 
-    /// Checks, and while unsafe lets the patient run briefly and checks
-    /// again, until `timeout`.
+    /// The first blocker, as (thread, function, detail).
+    pub fn find_unsafe(&self, held: &Held, busy: &[Busy]) -> Option<(i32, String, String)> {
+        self.blockers(held, busy)
+            .into_iter()
+            .next()
+            .map(|b| (b.tid, b.function, b.detail))
+    }
+
+    /// Checks, and while unsafe lets the patient run until every blocking
+    /// thread has returned from its busy frame (a breakpoint on each return
+    /// address) or, where no return address is known, for a short while;
+    /// then checks again, until `timeout`.
     pub fn wait_until_safe(&self, held: &mut Held, busy: &[Busy], timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         let mut pause = Duration::from_millis(1);
         loop {
-            let Some((tid, function, where_)) = self.find_unsafe(held, busy) else {
+            let blockers = self.blockers(held, busy);
+            let Some(first) = blockers.first() else {
                 return Ok(());
             };
-            if Instant::now() + pause > deadline {
+            let now = Instant::now();
+            if now >= deadline {
                 return Err(Error::Unsafe {
-                    tid,
-                    function,
-                    where_,
+                    tid: first.tid,
+                    function: first.function.clone(),
+                    where_: first.detail.clone(),
                 });
             }
             tracing::debug!(
-                tid,
-                function,
-                where_,
+                tid = first.tid,
+                function = first.function,
+                detail = first.detail,
                 "not safe yet; letting the patient run"
             );
-            held.resume_for(pause)?;
-            pause = (pause * 2).min(Duration::from_millis(50));
+            let mut traps: Vec<u64> = blockers.iter().filter_map(|b| b.return_to).collect();
+            traps.sort_unstable();
+            traps.dedup();
+            if blockers.iter().all(|b| b.return_to.is_some()) {
+                let t = Instant::now();
+                let hit = held.run_until_trap(&traps, deadline)?;
+                tracing::debug!(
+                    ?traps,
+                    hit,
+                    waited_us = t.elapsed().as_micros() as u64,
+                    "return breakpoints"
+                );
+            } else {
+                held.resume_for(pause.min(deadline - now))?;
+                pause = (pause * 2).min(Duration::from_millis(20));
+            }
         }
     }
+}
+
+/// A thread that makes the moment unsafe.
+#[derive(Debug, Clone)]
+pub struct Blocker {
+    pub tid: i32,
+    pub function: String,
+    pub detail: String,
+    /// Where its outermost busy frame returns to, if known.
+    pub return_to: Option<u64>,
+}
+
+/// Lowest address of the red zone below a thread's stack pointer, which a
+/// leaf function may use.
+const RED_ZONE: u64 = 128;
+/// How much of each stack above its pointer to search.
+const STACK_SCAN: u64 = 1 << 20;
+
+/// A thread holding a value inside `start..end` in a register or on the live
+/// part of its stack: (tid, where). Conservative: any such word counts.
+pub fn reference_into(held: &Held, start: u64, end: u64) -> Option<(i32, String)> {
+    let inside = |v: u64| v >= start && v < end;
+    let maps = maps::read(held.pid()).unwrap_or_default();
+    for t in held.threads() {
+        let r = &t.regs;
+        let named = [
+            ("rax", r.rax),
+            ("rbx", r.rbx),
+            ("rcx", r.rcx),
+            ("rdx", r.rdx),
+            ("rsi", r.rsi),
+            ("rdi", r.rdi),
+            ("rbp", r.rbp),
+            ("r8", r.r8),
+            ("r9", r.r9),
+            ("r10", r.r10),
+            ("r11", r.r11),
+            ("r12", r.r12),
+            ("r13", r.r13),
+            ("r14", r.r14),
+            ("r15", r.r15),
+            ("rip", r.rip),
+        ];
+        if let Some((n, v)) = named.iter().find(|(_, v)| inside(*v)) {
+            return Some((t.tid, format!("{n} = {v:#x}")));
+        }
+        let lo = r.rsp.saturating_sub(RED_ZONE);
+        let Some(stack) = maps.iter().find(|m| lo >= m.start && lo < m.end) else {
+            continue;
+        };
+        let hi = stack.end.min(r.rsp + STACK_SCAN);
+        let mut words = vec![0u8; ((hi - lo) & !7) as usize];
+        if held.read(lo, &mut words).is_err() {
+            // Unreadable stack: assume the worst.
+            return Some((t.tid, format!("stack at {lo:#x} unreadable")));
+        }
+        if let Some(i) = words
+            .chunks_exact(8)
+            .position(|w| inside(u64::from_le_bytes(w.try_into().expect("8"))))
+        {
+            return Some((t.tid, format!("stack word at {:#x}", lo + 8 * i as u64)));
+        }
+    }
+    None
 }

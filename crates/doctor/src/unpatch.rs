@@ -2,7 +2,7 @@
 //! until no thread runs (or will return into) their code, put the original
 //! bytes back exactly, unmap the regions.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::hunk;
@@ -10,7 +10,7 @@ use crate::maps;
 use crate::patient::{self, Held};
 use crate::record::{self, Record};
 use crate::report::{PatchOutcome, ProcessReport};
-use crate::safety::{Busy, Checker};
+use crate::safety::{self, Busy, Checker};
 use crate::undo_log::{Undo, UndoLog};
 
 /// Code that must be off every stack before `r` can be removed: its whole
@@ -70,13 +70,61 @@ pub fn restore(held: &mut Held, r: &Record, undo: &mut UndoLog) -> Result<()> {
     Ok(())
 }
 
-/// Unmaps regions whose hunks are gone. A failure leaves harmless unused
-/// memory behind, so it is logged rather than rolled back.
+/// How long `release_regions` lets the patient run, in short steps, for
+/// references into a region to die out before it retires the region.
+pub const RELEASE_BUDGET: Duration = Duration::from_millis(200);
+
+/// Unmaps regions whose jumps are gone, unless a thread may still use
+/// them: no code of theirs is on any stack (the safety check saw to that),
+/// but a tail call from patch code leaves a pointer to the patch's data (a
+/// format string, say) in a register or on the stack of a function that
+/// runs on. The search is conservative (any word counts, stale ones too), so
+/// the patient runs a few milliseconds at a time, within `RELEASE_BUDGET`,
+/// for such words to go away; a region still referenced after that is
+/// marked retired and unmapped by a later command. This runs after the
+/// switch is complete and the patient has run new code, so nothing here may
+/// fail the command (a rollback now would be the dangerous thing): problems
+/// are logged, and the worst outcome is unused memory left mapped.
 pub fn release_regions(held: &mut Held, records: &[Record]) {
-    for r in records {
-        if let Err(e) = held.munmap(r.base, r.region_len) {
-            tracing::warn!("patch region at {:#x} stays mapped: {e}", r.base);
+    if let Err(e) = try_release(held, records) {
+        tracing::warn!("patch regions stay mapped: {e}");
+    }
+}
+
+fn try_release(held: &mut Held, records: &[Record]) -> Result<()> {
+    let deadline = Instant::now() + RELEASE_BUDGET;
+    let mut left: Vec<&Record> = records.iter().collect();
+    let mut pause = Duration::from_millis(2);
+    loop {
+        let mut still = Vec::new();
+        for r in left {
+            match safety::reference_into(held, r.base, r.base + r.region_len) {
+                Some(at) => still.push((r, at)),
+                None => {
+                    if let Err(e) = held.munmap(r.base, r.region_len) {
+                        tracing::warn!("patch region at {:#x} stays mapped: {e}", r.base);
+                    }
+                }
+            }
         }
+        if still.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() + pause > deadline {
+            for (r, (tid, at)) in still {
+                tracing::info!(
+                    "patch region at {:#x} kept for now: thread {tid} still points into it ({at})",
+                    r.base
+                );
+                if !r.retired {
+                    held.write(r.base + record::RETIRED_OFF as u64, &[1])?;
+                }
+            }
+            return Ok(());
+        }
+        held.resume_for(pause)?;
+        pause = (pause * 2).min(Duration::from_millis(20));
+        left = still.into_iter().map(|(r, _)| r).collect();
     }
 }
 
@@ -86,12 +134,20 @@ pub fn unpatch_process(pid: i32, filter: &[String], timeout: Duration) -> Result
         return Err(Error::NoSuchProcess { pid });
     }
     let maps = maps::read(pid)?;
-    let records: Vec<Record> = record::scan(pid, &maps)?
+    let (retired, records): (Vec<Record>, Vec<Record>) = record::scan(pid, &maps)?
+        .into_iter()
+        .partition(|r| r.retired);
+    let records: Vec<Record> = records
         .into_iter()
         .filter(|r| selected(r, filter))
         .collect();
     let mut report = ProcessReport::new(pid);
     if records.is_empty() {
+        if !retired.is_empty() {
+            let mut held = Held::hold(pid)?;
+            release_regions(&mut held, &retired);
+            report.stopped_us = held.stopped_for().as_micros() as u64;
+        }
         report.status = "nothing to unpatch".into();
         return Ok(report);
     }
@@ -118,6 +174,7 @@ pub fn unpatch_process(pid: i32, filter: &[String], timeout: Duration) -> Result
         return Err(e);
     }
     release_regions(&mut held, &records);
+    release_regions(&mut held, &retired);
     report.stopped_us = held.stopped_for().as_micros() as u64;
     drop(held);
     for (r, functions) in records.iter().zip(names) {

@@ -96,6 +96,44 @@ fn stacks_of_a_sleeping_process_walk_cleanly() {
     assert_eq!(f, "all of libc");
 }
 
+/// Symbol lookup follows the dynamic linker's order: a preloaded library's
+/// definition wins over libc's, as it does in the process itself.
+#[test]
+fn lookup_follows_the_link_map_so_preloads_interpose() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("fastsleep.so");
+    let src = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/support/fastsleep.c"
+    );
+    let ok = Command::new("gcc")
+        .args(["-shared", "-fPIC", "-O2", "-o"])
+        .arg(&lib)
+        .arg(src)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let kid = Kid(Command::new("sleep")
+        .arg("60")
+        .env("LD_PRELOAD", &lib)
+        .spawn()
+        .unwrap());
+    std::thread::sleep(Duration::from_millis(100));
+    let pid = kid.0.id() as i32;
+    let m = maps::read(pid).unwrap();
+    let objs = object::loaded_objects(pid, &m).unwrap();
+    let order: Vec<&str> = doctor::resolve::search_order(&objs)
+        .iter()
+        .map(|o| o.short_name())
+        .collect();
+    assert_eq!(order[0], "sleep", "{order:?}");
+    assert_eq!(order[1], "fastsleep.so", "{order:?}");
+    let (o, _) = doctor::resolve::lookup(&objs, "sleep", None).unwrap();
+    assert_eq!(o.short_name(), "fastsleep.so");
+    let (o, _) = doctor::resolve::lookup(&objs, "printf", None).unwrap();
+    assert!(o.short_name().starts_with("libc.so"));
+}
+
 #[test]
 fn holding_a_missing_process_says_so() {
     let e = Held::hold(999_999_999).err().expect("no such process");
