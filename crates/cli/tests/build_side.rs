@@ -619,3 +619,46 @@ fn libcare_cc_refuses_lto_in_a_patch_build() {
     let out = cc(tmp.path(), None, &["-O2", "-flto", "-c", "src/b.c"]);
     assert!(out.status.success());
 }
+
+/// Files gcc names after the compile's auxiliary base (`.dwo`, `.su`) get
+/// the same names and contents as in a direct compile, and the object
+/// records the same `.dwo` name.
+#[test]
+fn original_stage_keeps_auxiliary_file_names() {
+    let tmp = scratch("aux-names");
+    let split: &[&str] = &[
+        "-O2",
+        "-g",
+        "-gsplit-dwarf",
+        "-fstack-usage",
+        "-c",
+        "src/a.c",
+        "-o",
+        "out/a.o",
+    ];
+    let link: &[&str] = &[
+        "-O0",
+        "-fstack-usage",
+        "src/a.c",
+        "src/b.c",
+        "-o",
+        "out/prog",
+    ];
+    let keep = [
+        "out/a.o",
+        "out/a.dwo",
+        "out/a.su",
+        "out/prog",
+        "out/prog-a.su",
+        "out/prog-b.su",
+    ];
+    let plain = plain_then_wrapped(&tmp, &[split, link], &keep);
+    let dir = tmp.path().join("proj");
+    assert_same_files(&dir, &keep, &plain);
+    let stray: Vec<_> = std::fs::read_dir(dir.join("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".kpatch_") && !n.ends_with(".s"))
+        .collect();
+    assert!(stray.is_empty(), "files named after our .s: {stray:?}");
+}

@@ -155,8 +155,9 @@ fn plan_compile(cl: &CommandLine, inputs: &[&Input], ctx: &Context) -> Vec<Step>
                 ctx,
             )),
             Language::Compiled(_) => {
-                let deps = dep_flags(cl, &dep_file_for(&object), &object);
-                steps.extend(two_steps(cl, input, &names, deps, &object, ctx));
+                let mut side = dep_flags(cl, &dep_file_for(&object), &object);
+                side.extend(aux_flags(cl, &strip_extension(&object)));
+                steps.extend(two_steps(cl, input, &names, side, &object, ctx));
             }
         }
     }
@@ -231,9 +232,14 @@ fn plan_link(cl: &CommandLine, inputs: &[&Input], ctx: &Context) -> Vec<Step> {
             Some(out) => (dep_file_for(out), out.clone()),
             None => (format!("a-{stem}.d"), format!("{stem}.o")),
         };
-        let deps = dep_flags(cl, &dep_file, &dep_target);
+        let mut side = dep_flags(cl, &dep_file, &dep_target);
+        let aux = match &cl.output {
+            Some(out) => format!("{out}-{stem}"),
+            None => format!("a-{stem}"),
+        };
+        side.extend(aux_flags(cl, &aux));
         let names = asm_names(&asm_dir, &stem);
-        steps.extend(two_steps(cl, input, &names, deps, &object, ctx));
+        steps.extend(two_steps(cl, input, &names, side, &object, ctx));
         objects.push(Some(object));
     }
 
@@ -279,6 +285,30 @@ fn dep_flags(cl: &CommandLine, file: &str, target: &str) -> Vec<String> {
     flags
 }
 
+/// `-dumpbase AUX` for the `-S` step, so that files named after the
+/// compile's auxiliary base (`-gsplit-dwarf`'s `.dwo` and its name in the
+/// object, `--coverage`'s `.gcno`/`.gcda`, `-fstack-usage`'s `.su`) get the
+/// names a direct compile gives them, not names from our `.s` file.
+fn aux_flags(cl: &CommandLine, aux: &str) -> Vec<String> {
+    let user_set = cl.tokens.iter().any(|t| match t {
+        Token::Flag(g) => g[0].starts_with("-dumpbase") || g[0].starts_with("-dumpdir"),
+        _ => false,
+    });
+    if user_set {
+        Vec::new()
+    } else {
+        vec!["-dumpbase".into(), aux.to_string()]
+    }
+}
+
+/// `out/foo.o` -> `out/foo`.
+fn strip_extension(path: &str) -> String {
+    Path::new(path)
+        .with_extension("")
+        .to_string_lossy()
+        .into_owned()
+}
+
 fn push_input(argv: &mut Vec<String>, input: &Input) {
     if let Some(x) = &input.explicit_x {
         argv.extend(["-x".into(), x.clone()]);
@@ -290,7 +320,9 @@ fn two_steps(
     cl: &CommandLine,
     input: &Input,
     names: &AsmNames,
-    deps: Vec<String>,
+    // Flags for side effects of the `-S` step only (dependency file,
+    // auxiliary base name).
+    side: Vec<String>,
     object: &str,
     ctx: &Context,
 ) -> Vec<Step> {
@@ -299,7 +331,7 @@ fn two_steps(
         Stage::Patched => &names.patched,
     };
     let mut to_asm = cl.plain_flags();
-    to_asm.extend(deps);
+    to_asm.extend(side);
     to_asm.push("-S".into());
     push_input(&mut to_asm, input);
     to_asm.extend(["-o".into(), path_arg(asm_out)]);
@@ -359,7 +391,7 @@ mod tests {
         assert_eq!(
             p,
             Plan::Steps(vec![
-                compiler("-O2 -g -S src/foo.c -o out/.kpatch_foo.original.s"),
+                compiler("-O2 -g -dumpbase out/foo -S src/foo.c -o out/.kpatch_foo.original.s"),
                 compiler("-O2 -g -c -x assembler out/.kpatch_foo.original.s -o out/foo.o"),
             ])
         );
@@ -371,7 +403,9 @@ mod tests {
         assert_eq!(
             p,
             Plan::Steps(vec![
-                compiler("-MMD -MP -MF foo.d -MQ foo.o -S foo.c -o ./.kpatch_foo.original.s"),
+                compiler(
+                    "-MMD -MP -MF foo.d -MQ foo.o -dumpbase foo -S foo.c -o ./.kpatch_foo.original.s"
+                ),
                 compiler("-c -x assembler ./.kpatch_foo.original.s -o foo.o"),
             ])
         );
@@ -383,7 +417,10 @@ mod tests {
         let Plan::Steps(steps) = p else {
             panic!("expected steps")
         };
-        assert_eq!(steps[0], compiler("-S foo.c -o ./.kpatch_foo.patched.s"));
+        assert_eq!(
+            steps[0],
+            compiler("-dumpbase foo -S foo.c -o ./.kpatch_foo.patched.s")
+        );
         assert_eq!(
             steps[1],
             Step::Gensrc {
@@ -431,7 +468,7 @@ mod tests {
         };
         assert_eq!(
             steps[0],
-            compiler("-O2 -lm -S main.c -o bin/.kpatch_main.original.s")
+            compiler("-O2 -lm -dumpbase bin/prog-main -S main.c -o bin/.kpatch_main.original.s")
         );
         assert_eq!(
             steps[2],
@@ -446,7 +483,7 @@ mod tests {
         };
         assert_eq!(
             steps[0],
-            compiler("-S -x c main.txt -o ./.kpatch_main.original.s")
+            compiler("-dumpbase prog-main -S -x c main.txt -o ./.kpatch_main.original.s")
         );
         assert_eq!(
             steps[2],
