@@ -8,6 +8,7 @@ use crate::error::{Error, RefusedVariable};
 use crate::lines;
 use crate::model::Model;
 use crate::rename::Pairing;
+use crate::toplevel;
 use crate::{Inlined, Options, Report};
 
 #[derive(Debug, Default)]
@@ -20,12 +21,17 @@ pub struct Plan<'p, 'o> {
     pub new_vars: Vec<&'p str>,
     /// Original functions that get an end label (`NAME.Lfe`).
     pub lfe: HashSet<&'o str>,
+    /// Patched alias statements (`.set NEW, target`) the patch carries.
+    pub new_aliases: Vec<usize>,
     pub report: Report,
 }
 
 impl Plan<'_, '_> {
     pub fn is_empty(&self) -> bool {
-        self.changed.is_empty() && self.new_groups.is_empty() && self.new_vars.is_empty()
+        self.changed.is_empty()
+            && self.new_groups.is_empty()
+            && self.new_vars.is_empty()
+            && self.new_aliases.is_empty()
     }
 }
 
@@ -260,6 +266,7 @@ pub fn plan<'p, 'o>(
     if !refused.is_empty() {
         return Err(Error::VariablesChanged(refused));
     }
+    toplevel_changes(orig, patched, pairing, &mut plan);
     Ok(plan)
 }
 
@@ -496,5 +503,48 @@ impl<'p> InlineCheck<'_, 'p, '_> {
             callees,
             lines: added.iter().map(|&(_, l)| l).collect(),
         })
+    }
+}
+
+/// New aliases go into the patch; changed aliases and new top-level code
+/// are reported as left out.
+fn toplevel_changes<'p, 'o>(
+    orig: &Model<'o>,
+    patched: &Model<'p>,
+    pairing: &Pairing<'p, 'o>,
+    plan: &mut Plan<'p, 'o>,
+) {
+    let ot = toplevel::scan(orig);
+    let pt = toplevel::scan(patched);
+    let otargets: std::collections::HashMap<&str, &str> =
+        ot.aliases.iter().map(|&(_, n, t)| (n, t)).collect();
+    for &(i, name, target) in &pt.aliases {
+        match otargets.get(name) {
+            None if !orig.symbols.get(name).is_some_and(|s| s.is_defined()) => {
+                plan.new_aliases.push(i);
+            }
+            None => {}
+            Some(&ot) => {
+                let t = pairing.to_orig.get(target).copied().unwrap_or(target);
+                if t != ot {
+                    plan.report.not_patched.push(format!(
+                        "line {}: alias {name} now points to {target}",
+                        patched.line(i)
+                    ));
+                }
+            }
+        }
+    }
+    let mut have = toplevel::code_texts(orig, &ot);
+    for &i in &pt.code {
+        if let crate::lex::Kind::Instruction { mnemonic, operands } = patched.stmt(i).kind {
+            match have.get_mut(&format!("{mnemonic} {operands}")) {
+                Some(n) if *n > 0 => *n -= 1,
+                _ => plan.report.not_patched.push(format!(
+                    "line {}: top-level code `{mnemonic} {operands}`",
+                    patched.line(i)
+                )),
+            }
+        }
     }
 }

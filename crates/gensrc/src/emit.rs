@@ -239,6 +239,18 @@ impl<'r, 'p, 'o> Emitter<'r, 'p, 'o> {
         for &v in &self.plan.new_vars.clone() {
             self.new_variable(v, &mut body)?;
         }
+        for &ai in &self.plan.new_aliases.clone() {
+            if let Kind::Directive { name, args } = self.patched.stmt(ai).kind {
+                let alias = first_operand(args);
+                let target = crate::model::after_first_operand(args);
+                let a = self.new_name(alias).into_owned();
+                let t = self.map_text(target, None)?;
+                if self.patched.symbols.get(alias).is_some_and(|s| s.global) {
+                    let _ = writeln!(body, "\t.globl\t{a}");
+                }
+                let _ = writeln!(body, "\t{name}\t{a}, {t}");
+            }
+        }
         let mut i = 0;
         while i < self.data_queue.len() {
             let label = self.data_queue[i];
@@ -508,8 +520,15 @@ impl<'r, 'p, 'o> Emitter<'r, 'p, 'o> {
         }
         let _ = writeln!(out, "#---------- var {name} ---------");
         out.push_str("\t.pushsection\t.kpatch.data,\"aw\",@progbits\n");
-        if (sym.global && !sym.local) || self.opts.force_global {
+        // Weak stays weak: two patches (or a patch and another object)
+        // may both bring the same COMDAT data, e.g. DW.ref.__gxx_personality_v0.
+        if sym.weak {
+            let _ = writeln!(out, "\t.weak\t{oname}");
+        } else if (sym.global && !sym.local) || self.opts.force_global {
             let _ = writeln!(out, "\t.globl\t{oname}");
+        }
+        if sym.hidden {
+            let _ = writeln!(out, "\t.hidden\t{oname}");
         }
         if let Some((ops, _, _)) = sym.comm {
             let mut it = ops.split(',').map(str::trim);

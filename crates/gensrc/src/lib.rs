@@ -51,6 +51,7 @@ mod lines;
 mod model;
 mod rename;
 mod section;
+mod toplevel;
 
 pub use dbgfilter::dbg_filter;
 pub use error::{Error, RefusedVariable};
@@ -93,6 +94,9 @@ pub struct Report {
     pub adapted: Vec<String>,
     /// Symbols given their own copy by `--unlink-symbols`.
     pub unlinked: Vec<String>,
+    /// Changes the patch cannot carry and leaves out (top-level code,
+    /// aliases that point elsewhere now), with their patched lines.
+    pub not_patched: Vec<String>,
     /// Changed functions whose new code all comes from other functions
     /// inlined into them.
     pub inlined: Vec<Inlined>,
@@ -143,6 +147,13 @@ impl Report {
             "changed variables kept (--ignore-changes)",
             &self.ignored_variables,
         );
+        line(
+            "changed functions not patched (--ignore-changes)",
+            &self.ignored_functions,
+        );
+        line("patched without changes (--must-adapt)", &self.adapted);
+        line("own copies in the patch (--unlink-symbols)", &self.unlinked);
+        line("left out, cannot be patched", &self.not_patched);
         if out.is_empty() {
             out.push_str("no changes\n");
         }

@@ -153,3 +153,13 @@ fn identical_inputs_are_still_checked() {
     .to_string();
     assert!(e.starts_with("a.s:2:"), "{e}");
 }
+
+#[test]
+fn top_level_code_is_reported_not_dropped_silently() {
+    let o = func("f", "\tret\n");
+    let p = format!("{}\t.text\nstray:\n\tnop\n\tret\n", func("f", "\tret\n"));
+    let out = gensrc::diff("o.s", &o, "p.s", &p, &Options::default()).unwrap();
+    assert_eq!(out.report.not_patched.len(), 2, "{:?}", out.report);
+    assert!(out.report.not_patched[0].contains("top-level code `nop"));
+    assert!(out.report.to_text().contains("left out, cannot be patched"));
+}

@@ -1028,6 +1028,15 @@ fn ignore_changes_and_must_adapt_choose_functions() {
     assert_eq!(patched_functions(&out.text), ["quiet"]);
     assert_eq!(out.report.ignored_functions, ["show"]);
     assert_eq!(out.report.adapted, ["quiet"]);
+    let text = out.report.to_text();
+    assert!(
+        text.contains("changed functions not patched (--ignore-changes): show"),
+        "{text}"
+    );
+    assert!(
+        text.contains("patched without changes (--must-adapt): quiet"),
+        "{text}"
+    );
     let e = gensrc::diff(
         "o.s",
         &o,
@@ -1144,4 +1153,46 @@ fn distro_flags_build_links_and_runs() {
             }
         }
     }
+}
+
+#[test]
+fn cxx_new_class_brings_its_constructor_aliases() {
+    let c = Case::new();
+    let asm = |name: &str, src: &str| {
+        let cc = c.path(&format!("{name}.cc"));
+        std::fs::write(&cc, src).unwrap();
+        let s = c.path(&format!("{name}.s"));
+        run(Command::new("g++")
+            .args(["-O2", "-g", "-S"])
+            .arg(&cc)
+            .arg("-o")
+            .arg(&s));
+        std::fs::read_to_string(s).unwrap()
+    };
+    let o = asm(
+        "o",
+        "#include <cstdio>\nint work(int x) { return x + 1; }\n",
+    );
+    let p = asm(
+        "p",
+        "#include <cstdio>\nstruct Guard { int v; explicit Guard(int x) : v(x) {} ~Guard(); };\n\
+         __attribute__((noinline)) Guard::~Guard() { std::printf(\"bye %d\\n\", v); }\n\
+         int work(int x) { Guard g(x); return x + 1; }\n",
+    );
+    let out = diff(&o, &p, &Options::default());
+    assert_eq!(out.report.new_functions, ["_ZN5GuardD2Ev"]);
+    // The D1 destructor is a .set alias of D2: it must come along.
+    assert!(out.text.contains(".set\t_ZN5GuardD1Ev, _ZN5GuardD2Ev"));
+    std::fs::write(c.path("aug.s"), &out.text).unwrap();
+    std::fs::write(
+        c.path("drv.cc"),
+        "extern int work_k(int) __asm__(\"_Z4worki.kpatch\");\nint main() { return work_k(41) == 42 ? 0 : 1; }\n",
+    )
+    .unwrap();
+    run(Command::new("g++")
+        .arg("-o")
+        .arg(c.path("drv"))
+        .arg(c.path("drv.cc"))
+        .arg(c.path("aug.s")));
+    assert_eq!(run(&mut Command::new(c.path("drv"))), "bye 41\n");
 }
