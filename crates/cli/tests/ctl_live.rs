@@ -672,3 +672,35 @@ fn ctl_waits_for_a_busy_function_to_return_pie_o2_g() {
 fn ctl_waits_for_a_busy_function_to_return_nopie_o0() {
     sleepy(Flavour::NOPIE_O0);
 }
+
+/// Thread-locals across the switch: the executable's own (TPOFF32) and a
+/// library's reached through the executable's GOT slot (GOTTPOFF) keep
+/// counting from where the old code left them, both ways.
+fn tls_counts(flavour: Flavour) {
+    let case = Case::load("ctl_tls");
+    let built = build_by_recipe(&case, flavour);
+    let w = Watched::start(&built, &[]);
+    let pid = w.pid();
+    let first = w.line();
+    let out = ctl(&["patch", "-p", &pid, built.patch.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (old, new) = w.until(first, "old", "new");
+    let (old, new) = (numbers(&old), numbers(&new));
+    assert_eq!(new, vec![old[0] + 1, old[1] + 1], "{old:?} -> {new:?}");
+    let second = w.line();
+    let out = ctl(&["unpatch", "-p", &pid]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (last, back) = w.until(second, "new", "old");
+    let (last, back) = (numbers(&last), numbers(&back));
+    assert_eq!(back, vec![last[0] + 1, last[1] + 1], "{last:?} -> {back:?}");
+}
+
+#[test]
+fn ctl_thread_locals_pie_o2_g() {
+    tls_counts(Flavour::PIE_O2_G);
+}
+
+#[test]
+fn ctl_thread_locals_nopie_o0() {
+    tls_counts(Flavour::NOPIE_O0);
+}

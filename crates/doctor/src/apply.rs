@@ -340,7 +340,7 @@ fn prepare(
         ifuncs: scene.ifuncs,
     };
     let values = resolve::resolve(&cx)?;
-    let mut image = relocate::build_image(patch, layout, base, &values)?;
+    let mut image = relocate::build_image(patch, layout, base, &values, target.bias)?;
     let entries = info_entries(patch, layout, &image)?;
     let bad_entry = |why: String| Error::Elf {
         what: patch.display(),

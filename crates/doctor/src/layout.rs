@@ -50,10 +50,8 @@ pub fn plan(patch: &Patch) -> Layout {
     let mut slots = BTreeMap::new();
     for r in &patch.relocs {
         let sym = &patch.symbols[r.symbol];
-        if sym.place == Place::Undefined && !sym.name.is_empty()
-            || needs_slot(r.rtype)
-            || sym.kind == object::elf::STT_TLS
-        {
+        let tls = sym.kind == object::elf::STT_TLS;
+        if !tls && (sym.place == Place::Undefined && !sym.name.is_empty() || needs_slot(r.rtype)) {
             let n = slots.len();
             slots.entry(r.symbol).or_insert(n);
         }

@@ -15,10 +15,7 @@ use crate::resolve::Value;
 pub fn needs_slot(rtype: u32) -> bool {
     matches!(
         rtype,
-        elf::R_X86_64_GOTPCREL
-            | elf::R_X86_64_GOTPCRELX
-            | elf::R_X86_64_REX_GOTPCRELX
-            | elf::R_X86_64_GOTTPOFF
+        elf::R_X86_64_GOTPCREL | elf::R_X86_64_GOTPCRELX | elf::R_X86_64_REX_GOTPCRELX
     )
 }
 
@@ -42,7 +39,15 @@ pub fn type_name(rtype: u32) -> String {
 
 /// Builds the region image: section bytes, jump table, relocations applied.
 /// The record at the start is left for the caller.
-pub fn build_image(patch: &Patch, layout: &Layout, base: u64, values: &[Value]) -> Result<Vec<u8>> {
+/// `target_bias` is the load bias of the object the patch targets (GOT
+/// slots of the original are addressed through it).
+pub fn build_image(
+    patch: &Patch,
+    layout: &Layout,
+    base: u64,
+    values: &[Value],
+    target_bias: u64,
+) -> Result<Vec<u8>> {
     let mut image = vec![0u8; layout.size as usize];
     for (i, s) in patch.sections.iter().enumerate() {
         if let Some(off) = layout.section_offset[i]
@@ -57,7 +62,7 @@ pub fn build_image(patch: &Patch, layout: &Layout, base: u64, values: &[Value]) 
         image[off..off + 16].copy_from_slice(&jump_table::entry(values[sym].addr));
     }
     for r in &patch.relocs {
-        apply_one(patch, layout, base, values, r, &mut image)?;
+        apply_one(patch, layout, base, values, target_bias, r, &mut image)?;
     }
     Ok(image)
 }
@@ -71,6 +76,7 @@ fn apply_one(
     layout: &Layout,
     base: u64,
     values: &[Value],
+    target_bias: u64,
     r: &PatchReloc,
     image: &mut [u8],
 ) -> Result<()> {
@@ -161,10 +167,22 @@ fn apply_one(
             image[at - 2] = 0x8d;
             put32(image, rel(s));
         }
-        elf::R_X86_64_GOTPCREL
-        | elf::R_X86_64_GOTPCRELX
-        | elf::R_X86_64_REX_GOTPCRELX
-        | elf::R_X86_64_GOTTPOFF => {
+        elf::R_X86_64_GOTTPOFF => {
+            // kpatch_strip --rel-fixup put the link-time address of the
+            // original's own GOT slot for this thread-local (the dynamic
+            // linker filled it with the TP offset) in the addend; the field
+            // is relative to the end of the 4-byte displacement.
+            if sym.kind != elf::STT_TLS {
+                return Err(err("symbol is not thread-local".into()));
+            }
+            let slot = target_bias.wrapping_add(a as u64);
+            let x = slot.wrapping_sub(p + 4) as i64;
+            if !fits_i32(x) {
+                return Err(err(format!("GOT slot {slot:#x} out of reach")));
+            }
+            put32(image, x);
+        }
+        elf::R_X86_64_GOTPCREL | elf::R_X86_64_GOTPCRELX | elf::R_X86_64_REX_GOTPCRELX => {
             let x = rel(slot().ok_or_else(|| err("no jump table slot".into()))?);
             if !fits_i32(x) {
                 return Err(err("jump table out of reach".into()));
@@ -172,8 +190,8 @@ fn apply_one(
             put32(image, x);
         }
         elf::R_X86_64_TPOFF32 => {
-            if v.kind != elf::STT_TLS {
-                return Err(err("symbol is not thread-local".into()));
+            if v.kind != elf::STT_TLS || v.imported {
+                return Err(err("symbol is not a thread-local of the target".into()));
             }
             let x = s.wrapping_add(a as u64) as i64;
             if !fits_i32(x) {
@@ -182,8 +200,8 @@ fn apply_one(
             put32(image, x);
         }
         elf::R_X86_64_TPOFF64 => {
-            if v.kind != elf::STT_TLS {
-                return Err(err("symbol is not thread-local".into()));
+            if v.kind != elf::STT_TLS || v.imported {
+                return Err(err("symbol is not a thread-local of the target".into()));
             }
             image[at..at + 8].copy_from_slice(&s.wrapping_add(a as u64).to_le_bytes());
         }

@@ -112,10 +112,9 @@ fn resolve_one(cx: &Context<'_>, s: &PatchSymbol) -> Result<Value> {
                             None => bound_ifunc(cx, obj, &s.name)?,
                         }
                     } else if f.kind == elf::STT_TLS {
-                        return Err(Error::Unsupported {
-                            patch: cx.patch.display(),
-                            what: format!("thread-local `{}` from another object", s.name),
-                        });
+                        // Reached through the original's GOT slot (GOTTPOFF);
+                        // a relocation that needs the offset itself refuses.
+                        0
                     } else {
                         f.addr
                     };
