@@ -5,11 +5,12 @@ use std::collections::HashSet;
 
 use crate::canon::{self, DataMatch, Side};
 use crate::error::{Error, RefusedVariable};
-use crate::lines;
+use crate::inlined::{self, InlineCheck};
+use crate::lines::{self, LineMoves, loc_pairs, loc_seq};
 use crate::model::Model;
 use crate::rename::Pairing;
 use crate::toplevel;
-use crate::{Inlined, Options, Report};
+use crate::{Options, Report};
 
 #[derive(Debug, Default)]
 pub struct Plan<'p, 'o> {
@@ -88,37 +89,7 @@ pub fn plan<'p, 'o>(
         }
     }
 
-    // Line moves of the whole file, for numbers that are not themselves
-    // `.loc` lines of their function (`x = CORRUPT(__LINE__);` under an
-    // `if` line): a line between two moved lines with the same shift moved
-    // by that shift too.
-    moves.sort_unstable();
-    moves.dedup_by_key(|m| (m.0, m.1));
-    let moved_between = |p: u64, q: u64| -> bool {
-        let (Ok(p), Ok(q)) = (u32::try_from(p), u32::try_from(q)) else {
-            return false;
-        };
-        // Any file whose moves around `p` agree on the shift `q - p`.
-        let mut start = 0;
-        while start < moves.len() {
-            let f = moves[start].0;
-            let end = start + moves[start..].partition_point(|m| m.0 == f);
-            let file = &moves[start..end];
-            let i = file.partition_point(|&(_, x, _)| x < p);
-            let shift = |&(_, x, y): &(u32, u32, u32)| i64::from(y) - i64::from(x);
-            let want = i64::from(q) - i64::from(p);
-            let hit = match (i.checked_sub(1).map(|j| &file[j]), file.get(i)) {
-                (_, Some(&(_, x, y))) if x == p => y == q,
-                (Some(b), Some(a)) => shift(b) == want && shift(a) == want,
-                _ => false,
-            };
-            if hit {
-                return true;
-            }
-            start = end;
-        }
-        false
-    };
+    let moves = LineMoves::new(moves);
 
     for (pgi, ogi, local) in differing {
         let a = canon::group(orig, ogi, &oside);
@@ -142,7 +113,7 @@ pub fn plan<'p, 'o>(
                 .ok()
                 .zip(u32::try_from(q).ok())
                 .is_some_and(|pq| local.contains(&pq))
-                || (p >= u64::from(lo) && p <= u64::from(hi) && moved_between(p, q))
+                || (p >= u64::from(lo) && p <= u64::from(hi) && moves.between(p, q))
         };
         if opts
             .ignore_changes
@@ -214,7 +185,7 @@ pub fn plan<'p, 'o>(
         let check = InlineCheck {
             orig,
             patched,
-            decls: declarations(patched),
+            decls: inlined::declarations(patched),
             moves: &moves,
             changed: &changed,
         };
@@ -336,173 +307,6 @@ fn variable_difference(
             })
         }
         _ => Some(("definition kind (.comm vs. initialized data)".into(), None)),
-    }
-}
-
-/// Where each patched function starts in the source: (file, line, name),
-/// sorted, from the first `.loc` of every group.
-fn declarations<'p>(patched: &Model<'p>) -> Vec<(u32, u32, &'p str)> {
-    let mut v = Vec::new();
-    for g in &patched.groups {
-        let first_loc = patched
-            .lexed
-            .range(g.start..=g.end)
-            .find_map(|st| match st.kind {
-                crate::lex::Kind::Directive { name: ".loc", args } => {
-                    let mut it = args
-                        .split_whitespace()
-                        .map(|t| t.parse::<u32>().unwrap_or(0));
-                    Some((it.next().unwrap_or(0), it.next().unwrap_or(0)))
-                }
-                _ => None,
-            });
-        if let Some((f, l)) = first_loc {
-            v.push((f, l, g.name()));
-        }
-    }
-    v.sort();
-    v
-}
-
-/// The `.loc` (file, line) sequence of group `gi`, in order.
-fn loc_seq(m: &Model<'_>, gi: usize) -> Vec<(u32, u32)> {
-    let g = &m.groups[gi];
-    m.lexed
-        .range(g.start..=g.end)
-        .filter_map(|st| match st.kind {
-            crate::lex::Kind::Directive { name: ".loc", args } => {
-                let mut it = args
-                    .split_whitespace()
-                    .map(|t| t.parse::<u32>().unwrap_or(0));
-                Some((it.next().unwrap_or(0), it.next().unwrap_or(0)))
-            }
-            _ => None,
-        })
-        .collect()
-}
-
-/// (file, original line, patched line) told by two `.loc` sequences of
-/// equal length, aligned one to one.
-fn loc_pairs(
-    orig: &Model<'_>,
-    ogi: usize,
-    patched: &Model<'_>,
-    pgi: usize,
-) -> Vec<(u32, u32, u32)> {
-    let a = loc_seq(orig, ogi);
-    let b = loc_seq(patched, pgi);
-    if a.len() != b.len() {
-        return Vec::new();
-    }
-    a.iter()
-        .zip(&b)
-        .filter(|(x, y)| x.0 == y.0 && x.1 != 0 && y.1 != 0)
-        .map(|(x, y)| (x.0, x.1, y.1))
-        .collect()
-}
-
-/// Every `.loc` (file, line) of group `gi`.
-fn loc_lines(m: &Model<'_>, gi: usize) -> HashSet<(u32, u32)> {
-    let g = &m.groups[gi];
-    m.lexed
-        .range(g.start..=g.end)
-        .filter_map(|st| match st.kind {
-            crate::lex::Kind::Directive { name: ".loc", args } => {
-                let mut it = args
-                    .split_whitespace()
-                    .map(|t| t.parse::<u32>().unwrap_or(0));
-                Some((it.next().unwrap_or(0), it.next().unwrap_or(0)))
-            }
-            _ => None,
-        })
-        .collect()
-}
-
-/// A changed function whose code now refers to source lines that lie
-/// outside its own extent (from its first line to the next function's):
-/// it changed because changed code was inlined into it.
-struct InlineCheck<'a, 'p, 'o> {
-    orig: &'a Model<'o>,
-    patched: &'a Model<'p>,
-    decls: Vec<(u32, u32, &'p str)>,
-    /// (file, original line, patched line) seen at aligned statements,
-    /// sorted.
-    moves: &'a [(u32, u32, u32)],
-    changed: &'a HashSet<&'p str>,
-}
-
-impl<'p> InlineCheck<'_, 'p, '_> {
-    /// Where original line `l` is in the patched file: shifted like the
-    /// nearest line at or above it whose move is known.
-    fn map_line(&self, f: u32, l: u32) -> u32 {
-        let i = self.moves.partition_point(|&(mf, x, _)| (mf, x) <= (f, l));
-        match i.checked_sub(1).map(|j| self.moves[j]) {
-            Some((mf, x, y)) if mf == f => {
-                u32::try_from(i64::from(l) + i64::from(y) - i64::from(x)).unwrap_or(l)
-            }
-            _ => l,
-        }
-    }
-
-    fn check(&self, pgi: usize, ogi: usize) -> Option<Inlined> {
-        let me = self.patched.groups[pgi].name();
-        let before: HashSet<(u32, u32)> = loc_lines(self.orig, ogi)
-            .into_iter()
-            .map(|(f, l)| (f, self.map_line(f, l)))
-            .collect();
-        let mut added: Vec<(u32, u32)> = loc_lines(self.patched, pgi)
-            .into_iter()
-            .filter(|fl| fl.1 != 0 && !before.contains(fl))
-            .collect();
-        added.sort_unstable();
-        let extent_of = |f: u32, line: u32| -> Option<(usize, &'p str)> {
-            let i = self
-                .decls
-                .partition_point(|&(df, dl, _)| (df, dl) <= (f, line));
-            let (df, _, name) = *self.decls.get(i.checked_sub(1)?)?;
-            (df == f).then_some((i - 1, name))
-        };
-        let mut callees: Vec<String> = Vec::new();
-        for &(f, l) in &added {
-            if let Some((_, owner)) = extent_of(f, l) {
-                if owner == me || crate::rename::shape(owner) == crate::rename::shape(me) {
-                    return None;
-                }
-                if self.changed.contains(owner) && !callees.iter().any(|c| c == owner) {
-                    callees.push(owner.to_string());
-                }
-            }
-        }
-        if added.is_empty() {
-            // No new source lines: the change sits on lines the function
-            // already used. Name changed functions whose lines it inlines.
-            let mut lines = Vec::new();
-            for (f, l) in loc_lines(self.patched, pgi) {
-                if let Some((_, owner)) = extent_of(f, l)
-                    && owner != me
-                    && self.changed.contains(owner)
-                {
-                    lines.push(l);
-                    if !callees.iter().any(|c| c == owner) {
-                        callees.push(owner.to_string());
-                    }
-                }
-            }
-            if callees.is_empty() {
-                return None;
-            }
-            lines.sort_unstable();
-            return Some(Inlined {
-                function: me.to_string(),
-                callees,
-                lines,
-            });
-        }
-        Some(Inlined {
-            function: me.to_string(),
-            callees,
-            lines: added.iter().map(|&(_, l)| l).collect(),
-        })
     }
 }
 

@@ -15,7 +15,8 @@
 //! jump tables and exception tables inside it), data objects and the rest;
 //! `rename` pairs symbols gcc renumbers (`count.0`/`count.1`, clones);
 //! `canon` defines "the same" modulo renaming and debug noise; `lines`
-//! spots changes that are only `__LINE__` shifts; `differ` decides what
+//! spots changes that are only `__LINE__` shifts; `inlined` tells which
+//! functions changed through inlining; `differ` decides what
 //! the patch carries and what it refuses; `emit` writes the output,
 //! `gotpcrel` rewrites data references for `--force-gotpcrel`.
 //!
@@ -46,6 +47,7 @@ mod emit;
 mod error;
 mod gotpcrel;
 mod ident;
+mod inlined;
 mod lex;
 mod lines;
 mod model;

@@ -11,6 +11,8 @@
 
 use std::collections::HashSet;
 
+use crate::model::Model;
+
 use crate::canon::CanonLine;
 
 /// Source line pairs (original, patched) seen at aligned statements.
@@ -61,6 +63,99 @@ pub fn only_line_numbers(
     (!shifts.is_empty()).then_some(shifts)
 }
 
+/// The `.loc` (file, line) sequence of group `gi`, in order.
+pub fn loc_seq(m: &Model<'_>, gi: usize) -> Vec<(u32, u32)> {
+    let g = &m.groups[gi];
+    m.lexed
+        .range(g.start..=g.end)
+        .filter_map(|st| match st.kind {
+            crate::lex::Kind::Directive { name: ".loc", args } => {
+                let mut it = args
+                    .split_whitespace()
+                    .map(|t| t.parse::<u32>().unwrap_or(0));
+                Some((it.next().unwrap_or(0), it.next().unwrap_or(0)))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// (file, original line, patched line) told by two `.loc` sequences of
+/// equal length, aligned one to one.
+pub fn loc_pairs(
+    orig: &Model<'_>,
+    ogi: usize,
+    patched: &Model<'_>,
+    pgi: usize,
+) -> Vec<(u32, u32, u32)> {
+    let a = loc_seq(orig, ogi);
+    let b = loc_seq(patched, pgi);
+    if a.len() != b.len() {
+        return Vec::new();
+    }
+    a.iter()
+        .zip(&b)
+        .filter(|(x, y)| x.0 == y.0 && x.1 != 0 && y.1 != 0)
+        .map(|(x, y)| (x.0, x.1, y.1))
+        .collect()
+}
+
+/// Line moves of the whole file, (file, original line, patched line),
+/// from statements of the two versions that line up.
+pub struct LineMoves {
+    moves: Vec<(u32, u32, u32)>,
+}
+
+impl LineMoves {
+    pub fn new(mut moves: Vec<(u32, u32, u32)>) -> Self {
+        moves.sort_unstable();
+        moves.dedup_by_key(|m| (m.0, m.1));
+        LineMoves { moves }
+    }
+
+    /// Did line `p` move to `q`? For numbers that are not themselves
+    /// `.loc` lines (`x = CORRUPT(__LINE__);` under an `if` line): a line
+    /// between two moved lines with the same shift moved by that shift too.
+    pub fn between(&self, p: u64, q: u64) -> bool {
+        let (Ok(p), Ok(q)) = (u32::try_from(p), u32::try_from(q)) else {
+            return false;
+        };
+        let moves = &self.moves;
+        // Any file whose moves around `p` agree on the shift `q - p`.
+        let mut start = 0;
+        while start < moves.len() {
+            let f = moves[start].0;
+            let end = start + moves[start..].partition_point(|m| m.0 == f);
+            let file = &moves[start..end];
+            let i = file.partition_point(|&(_, x, _)| x < p);
+            let shift = |&(_, x, y): &(u32, u32, u32)| i64::from(y) - i64::from(x);
+            let want = i64::from(q) - i64::from(p);
+            let hit = match (i.checked_sub(1).map(|j| &file[j]), file.get(i)) {
+                (_, Some(&(_, x, y))) if x == p => y == q,
+                (Some(b), Some(a)) => shift(b) == want && shift(a) == want,
+                _ => false,
+            };
+            if hit {
+                return true;
+            }
+            start = end;
+        }
+        false
+    }
+
+    /// Where original line `l` of file `f` is in the patched file: shifted
+    /// like the nearest line at or above it whose move is known.
+    pub fn map_line(&self, f: u32, l: u32) -> u32 {
+        let i = self.moves.partition_point(|&(mf, x, _)| (mf, x) <= (f, l));
+        match i.checked_sub(1).map(|j| self.moves[j]) {
+            Some((mf, x, y)) if mf == f => {
+                u32::try_from(i64::from(l) + i64::from(y) - i64::from(x)).unwrap_or(l)
+            }
+            _ => l,
+        }
+    }
+}
+
 /// Text with every decimal number replaced by `#`, and the numbers.
 /// Digits that are part of a name (`.L12`, `%r8`) are not numbers.
 fn split_numbers(s: &str) -> (String, Vec<u64>) {
@@ -105,6 +200,19 @@ mod tests {
             src_line,
             text: text.into(),
         }
+    }
+
+    #[test]
+    fn lines_between_equal_shifts_moved_too() {
+        // Lines up to 10 stay, lines from 20 on move down by one.
+        let m = LineMoves::new(vec![(1, 5, 5), (1, 10, 10), (1, 20, 21), (1, 30, 31)]);
+        assert!(m.between(25, 26));
+        assert!(!m.between(25, 27));
+        assert!(!m.between(15, 16)); // between a 0 and a +1 shift: unknown
+        assert!(m.between(20, 21));
+        assert_eq!(m.map_line(1, 25), 26);
+        assert_eq!(m.map_line(1, 7), 7);
+        assert_eq!(m.map_line(2, 25), 25);
     }
 
     #[test]
