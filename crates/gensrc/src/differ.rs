@@ -142,6 +142,13 @@ pub fn plan<'p, 'o>(
             }
         }
         plan.report.changed.push(oname.to_string());
+        if let Some((orig_line, patched_line)) = canon::first_difference(&a, &b) {
+            plan.report.first_differences.push(crate::FirstDifference {
+                function: oname.to_string(),
+                orig_line,
+                patched_line,
+            });
+        }
     }
 
     for name in &opts.must_adapt {

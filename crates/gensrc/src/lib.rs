@@ -86,6 +86,8 @@ pub struct Options {
 pub struct Report {
     /// Original functions whose code changed (parents of their groups).
     pub changed: Vec<String>,
+    /// Where each changed function first differs, for a reviewer.
+    pub first_differences: Vec<FirstDifference>,
     pub new_functions: Vec<String>,
     pub new_variables: Vec<String>,
     /// Changed variables accepted by `--ignore-changes`.
@@ -104,6 +106,14 @@ pub struct Report {
     pub inlined: Vec<Inlined>,
     /// Functions not patched: only line numbers changed.
     pub line_only: Vec<String>,
+}
+
+/// The first statement that differs in a changed function.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct FirstDifference {
+    pub function: String,
+    pub orig_line: u32,
+    pub patched_line: u32,
 }
 
 /// A function that changed because changed code was inlined into it.
@@ -129,7 +139,17 @@ impl Report {
                 out.push('\n');
             }
         };
-        line("changed functions", &self.changed);
+        let changed: Vec<String> = self
+            .changed
+            .iter()
+            .map(
+                |f| match self.first_differences.iter().find(|d| &d.function == f) {
+                    Some(d) => format!("{f} (lines {}/{})", d.orig_line, d.patched_line),
+                    None => f.clone(),
+                },
+            )
+            .collect();
+        line("changed functions", &changed);
         line("new functions", &self.new_functions);
         let inl: Vec<String> = self
             .inlined
