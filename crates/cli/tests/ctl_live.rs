@@ -704,3 +704,159 @@ fn ctl_thread_locals_pie_o2_g() {
 fn ctl_thread_locals_nopie_o0() {
     tls_counts(Flavour::NOPIE_O0);
 }
+
+/// SIGTERM and SIGINT while libcare-ctl waits for a safe moment: it finishes
+/// (here: gives up at its timeout and rolls back) instead of dying with
+/// breakpoints planted, says why on one line, exits non-zero, and the
+/// patient runs on untouched.
+#[test]
+fn ctl_termination_signals_wait_for_a_clean_end() {
+    let case = Case::load("ctl_busy");
+    let built = build_by_recipe(&case, Flavour::PIE_O2_G);
+    let before = case.before.as_str();
+    let mut patient = Patient::start(&built);
+    patient.wait_for(before, &[]);
+    let pid = patient.pid();
+    let snap = snapshot(pid);
+    for sig in ["-TERM", "-INT"] {
+        let mut run = Command::new(support::tool("libcare-ctl"))
+            .args(["patch", "-p", &pid.to_string(), "--timeout", "0.5"])
+            .arg(&built.patch)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+        let ok = Command::new("kill")
+            .args([sig, &run.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let out = {
+            let start = std::time::Instant::now();
+            while run.try_wait().unwrap().is_none() {
+                if start.elapsed() > Duration::from_secs(20) {
+                    let _ = run.kill();
+                    panic!("libcare-ctl did not end");
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            run.wait_with_output().unwrap()
+        };
+        assert!(!out.status.success());
+        assert!(
+            out.status.code().is_some(),
+            "ended by exit, not by the signal"
+        );
+        let err = stderr(&out);
+        assert!(
+            err.contains("`spin`") && err.contains("interrupted"),
+            "{err}"
+        );
+        patient.expect_steady(before, 3);
+        assert_eq!(snapshot(pid), snap);
+    }
+    assert!(patient.alive());
+}
+
+/// The patient must not notice: a thread blocked in read() on a pipe loses
+/// no byte and sees no EINTR, a 2 ms interval timer keeps ticking, and a
+/// patched function that runs inside the timer's signal handler (below a
+/// signal frame) switches too, over several patch/unpatch cycles.
+#[test]
+fn ctl_signals_and_blocked_syscalls_are_undisturbed() {
+    let case = Case::load("ctl_signals");
+    let built = build_by_recipe(&case, Flavour::PIE_O2_G);
+    let w = Watched::start(&built, &[]);
+    let pid = w.pid();
+    let patch = built.patch.to_str().unwrap();
+    // word seq got errors ticks handler-char
+    let mut last_ticks = -1i64;
+    let mut until = |word: &str, handler: &str| {
+        let start_ticks = last_ticks;
+        for _ in 0..500 {
+            let l = w.line();
+            let f: Vec<&str> = l.split_whitespace().collect();
+            assert_eq!(f.len(), 6, "{l}");
+            let n = |i: usize| f[i].parse::<i64>().unwrap();
+            let (seq, got, errors, ticks) = (n(1), n(2), n(3), n(4));
+            assert_eq!(errors, 0, "a read failed (EINTR?): {l}");
+            assert!(got == seq || got == seq - 1, "bytes lost: {l}");
+            assert!(ticks >= last_ticks, "ticks went back: {l}");
+            last_ticks = ticks;
+            if f[0] == word && f[5] == handler && ticks > start_ticks {
+                return;
+            }
+        }
+        panic!("never saw {word} {handler}");
+    };
+    until("old", "o");
+    for _ in 0..8 {
+        let out = ctl(&["patch", "-p", &pid, patch]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        until("new", "n");
+        let out = ctl(&["unpatch", "-p", &pid]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        until("old", "o");
+    }
+}
+
+/// A patient already traced by another tracer (strace) is refused with a
+/// clear line, and keeps running unchanged.
+#[test]
+fn ctl_refuses_a_process_traced_by_someone_else() {
+    if Command::new("strace").arg("-V").output().is_err() {
+        eprintln!("strace not installed; skipped");
+        return;
+    }
+    let (case, built) = seed();
+    let before = case.before.as_str();
+    let mut patient = Patient::start(&built);
+    patient.wait_for(before, &[]);
+    let pid = patient.pid();
+    let snap = snapshot(pid);
+    struct Tracer(Child);
+    impl Drop for Tracer {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _tracer = Tracer(
+        Command::new("strace")
+            .args([
+                "-qq",
+                "-e",
+                "trace=none",
+                "-o",
+                "/dev/null",
+                "-p",
+                &pid.to_string(),
+            ])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // Wait until strace is attached.
+    let start = std::time::Instant::now();
+    while !std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("TracerPid:") && l.trim() != "TracerPid:\t0")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "strace never attached"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = ctl(&[
+        "patch",
+        "-p",
+        &pid.to_string(),
+        built.patch.to_str().unwrap(),
+    ]);
+    refused(&out, "already traced");
+    patient.expect_steady(before, 3);
+    assert_eq!(snapshot(pid), snap);
+}

@@ -41,5 +41,6 @@ pub mod unwind;
 
 pub use apply::{Options, patch_process};
 pub use error::{Error, Result};
+pub use ptrace::{defer_termination, termination_pending};
 pub use report::{PatchOutcome, ProcessReport};
 pub use unpatch::unpatch_process;

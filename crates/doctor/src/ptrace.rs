@@ -137,6 +137,44 @@ pub fn detach(tid: i32) -> Result<()> {
     ptrace::detach(Pid::from_raw(tid), None).map_err(pt("DETACH", tid))
 }
 
+/// Signals that would end the doctor in the middle of an operation.
+const TERMINATION: [Signal; 4] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+];
+
+/// Blocks the termination signals in the calling thread, so that they wait
+/// for `termination_pending` instead of killing the doctor while a patient
+/// is stopped, half-switched or has breakpoints planted.
+pub fn defer_termination() -> Result<()> {
+    let mut set = nix::sys::signal::SigSet::empty();
+    for s in TERMINATION {
+        set.add(s);
+    }
+    set.thread_block().map_err(|source| Error::Ptrace {
+        op: "sigprocmask",
+        tid: 0,
+        source,
+    })
+}
+
+/// A termination signal that arrived while deferred, if any.
+pub fn termination_pending() -> Option<Signal> {
+    // SAFETY: sigset_t is plain data; sigpending fills the one we own and
+    // sigismember only reads it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        if libc::sigpending(&mut set) != 0 {
+            return None;
+        }
+        TERMINATION
+            .into_iter()
+            .find(|&s| libc::sigismember(&set, s as i32) == 1)
+    }
+}
+
 /// Queues `sig` for one thread again (a signal we took out of a
 /// signal-delivery-stop while holding the patient must not be lost).
 pub fn tgkill(pid: i32, tid: i32, sig: Signal) -> Result<()> {

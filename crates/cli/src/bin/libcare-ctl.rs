@@ -129,6 +129,9 @@ fn patch(pid_arg: &str, json: bool, secs: f64, path: &Path) -> Result<bool> {
     let (pids, all) = pids(pid_arg)?;
     let mut ok = true;
     for pid in pids {
+        if doctor::termination_pending().is_some() {
+            return Ok(false);
+        }
         let patches = match patches_for(&storage, pid) {
             Ok(p) if p.is_empty() && all => continue,
             Ok(p) if p.is_empty() => {
@@ -179,6 +182,9 @@ fn unpatch(pid_arg: &str, json: bool, secs: f64, which: &[String]) -> Result<boo
     let t = timeout(secs)?;
     let mut ok = true;
     for pid in pids {
+        if doctor::termination_pending().is_some() {
+            return Ok(false);
+        }
         if all && !has_patches(pid) {
             continue;
         }
@@ -262,8 +268,24 @@ fn info(
     Ok(ok)
 }
 
+/// Stops between processes when a termination signal came meanwhile: the
+/// operation on the current process always completes (or rolls back).
+fn interrupted() -> bool {
+    match doctor::termination_pending() {
+        Some(sig) => {
+            eprintln!("libcare-ctl: interrupted by {sig}; the current process was finished first");
+            true
+        }
+        None => false,
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = doctor::defer_termination() {
+        eprintln!("libcare-ctl: {e}");
+        return ExitCode::FAILURE;
+    }
     let level = match cli.verbose {
         0 => tracing::Level::WARN,
         1 => tracing::Level::INFO,
@@ -299,9 +321,10 @@ fn main() -> ExitCode {
             regexp.as_deref(),
         ),
     };
+    let stopped = interrupted();
     match result {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
+        Ok(true) if !stopped => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("libcare-ctl: {e:#}");
             ExitCode::FAILURE
