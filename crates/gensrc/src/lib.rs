@@ -34,6 +34,12 @@
 //!   source lines moved by the edit (checked against the `.loc` lines of
 //!   the function and of the whole file) is reported, not patched.
 //!
+//! Known limits: a callee inlined everywhere (no body of its own) is not
+//! named in the report, only its lines; `%fs:` thread-local accesses keep
+//! their direct form under `--force-gotpcrel`; an original `.cold` part
+//! the patched function no longer has gets no `.kpatch.info` entry; new
+//! data that points into a function that did not change is refused.
+//!
 //! Bench: `cargo bench -p gensrc` compiles generated units of three sizes;
 //! `GENSRC_BENCH_ORIG=a.s GENSRC_BENCH_PATCHED=b.s cargo bench -p gensrc`
 //! measures given files, e.g. the sqlite3 amalgamation (bundled in the

@@ -114,8 +114,15 @@ fn string_constant_change_copies_only_the_new_constant() {
     let out = gensrc::diff("o.s", &o, "p.s", &p, &Options::default()).unwrap();
     assert_eq!(out.report.changed, ["f"]);
     let d = &out.report.first_differences[0];
-    assert_eq!((d.function.as_str(), d.orig_line, d.patched_line), ("f", 12, 12));
-    assert!(out.report.to_text().contains("changed functions: f (lines 12/12)"));
+    assert_eq!(
+        (d.function.as_str(), d.orig_line, d.patched_line),
+        ("f", 12, 12)
+    );
+    assert!(
+        out.report
+            .to_text()
+            .contains("changed functions: f (lines 12/12)")
+    );
     let part = &out.text[out.text.find("kpatch begin").unwrap()..];
     // The unchanged constant is shared with the original, the new one copied.
     assert!(part.contains("leaq\t.LC0(%rip), %rdi"), "{part}");
