@@ -28,6 +28,13 @@ pub enum Side<'r, 'p, 'o> {
 impl Side<'_, '_, '_> {
     /// How a reference to `name` (not a label of the block itself) reads.
     fn reference(&self, m: &Model<'_>, name: &str, out: &mut String) {
+        if let Some(expr) = m.local_alias.get(name) {
+            // Compare what the alias stands for, not its number.
+            out.push('(');
+            push_mapped(out, expr, |r, out| self.reference(m, r, out));
+            out.push(')');
+            return;
+        }
         match self {
             Side::Orig { data } => match data.and_then(|d| d.orig_rep.get(name)) {
                 Some(rep) => out.push_str(rep),

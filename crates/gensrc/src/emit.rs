@@ -38,6 +38,9 @@ pub struct Emitter<'r, 'p, 'o> {
     /// Patched local constants that go into the patch, in order of need.
     data_queue: Vec<&'p str>,
     data_queued: HashSet<&'p str>,
+    /// Patched local aliases (`.set .LC36,...`) the patch refers to.
+    alias_queue: Vec<&'p str>,
+    aliases_queued: HashSet<&'p str>,
     /// Patched `.file` numbers -> numbers in the output.
     file_map: HashMap<u32, u32>,
     new_files: Vec<String>,
@@ -81,6 +84,8 @@ impl<'r, 'p, 'o> Emitter<'r, 'p, 'o> {
             all_group_labels: std::cell::OnceCell::new(),
             data_queue: Vec::new(),
             data_queued: HashSet::new(),
+            alias_queue: Vec::new(),
+            aliases_queued: HashSet::new(),
             file_map: HashMap::new(),
             new_files: Vec::new(),
             strtab_n: 0,
@@ -119,6 +124,15 @@ impl<'r, 'p, 'o> Emitter<'r, 'p, 'o> {
     fn out_name(&mut self, name: &'p str, cur: Option<usize>) -> Result<Cow<'p, str>, Error> {
         let p = self.patched;
         if lex::is_local_label(name) {
+            if p.local_alias.contains_key(name) {
+                // Its own alias in the patch, standing for the mapped
+                // expression: the original's alias of that number may
+                // stand for something else.
+                if self.aliases_queued.insert(name) {
+                    self.alias_queue.push(name);
+                }
+                return Ok(format!("{name}.kpatch").into());
+            }
             if self.label_group.contains_key(name) {
                 return Ok(format!("{name}.kpatch").into());
             } else if p.local_data.contains_key(name) {
@@ -251,11 +265,20 @@ impl<'r, 'p, 'o> Emitter<'r, 'p, 'o> {
                 let _ = writeln!(body, "\t{name}\t{a}, {t}");
             }
         }
-        let mut i = 0;
-        while i < self.data_queue.len() {
-            let label = self.data_queue[i];
-            self.local_data(label, &mut body)?;
-            i += 1;
+        // Constants and aliases may refer to each other: drain both.
+        let (mut i, mut j) = (0, 0);
+        while i < self.data_queue.len() || j < self.alias_queue.len() {
+            if i < self.data_queue.len() {
+                let label = self.data_queue[i];
+                self.local_data(label, &mut body)?;
+                i += 1;
+            } else {
+                let alias = self.alias_queue[j];
+                let expr = self.patched.local_alias[alias];
+                let e = self.map_text(expr, None)?;
+                let _ = writeln!(body, "\t.set\t{alias}.kpatch, {e}");
+                j += 1;
+            }
         }
         let mut patch = String::from("#---------- kpatch begin ---------\n");
         for f in &self.new_files {

@@ -87,6 +87,9 @@ pub struct Model<'a> {
     pub local_data: HashMap<&'a str, usize>,
     /// `.file N ...` operands after the number, by number.
     pub files: HashMap<u32, &'a str>,
+    /// `.set .LC36,.LC205+8`: local labels that stand for an expression
+    /// (gcc shares the tail of one constant with another this way).
+    pub local_alias: HashMap<&'a str, &'a str>,
 }
 
 const DATA_DIRECTIVES: &[&str] = &[
@@ -163,6 +166,7 @@ impl<'a> Model<'a> {
         let mut sec_of = Vec::with_capacity(text.len() / 24);
         let mut symbols: HashMap<&'a str, SymInfo<'a>> = HashMap::new();
         let mut files = HashMap::new();
+        let mut local_alias = HashMap::new();
         let mut lexed = Lexed::new(text);
         // Debug sections are most of a `-g` file and are never compared or
         // copied: only the statements that move between sections are kept.
@@ -176,6 +180,9 @@ impl<'a> Model<'a> {
             if let Kind::Directive { name, args } = st.kind {
                 let eff = tracker.apply(&mut sections, name, args).map_err(&err)?;
                 switched = eff == Effect::Switched;
+                if matches!(name, ".set" | ".equ") && lex::is_local_label(first_operand(args)) {
+                    local_alias.insert(first_operand(args), after_first_operand(args));
+                }
                 if !switched {
                     record_symbol_directive(&mut symbols, &mut files, &st, name, args)
                         .map_err(err)?;
@@ -287,6 +294,7 @@ impl<'a> Model<'a> {
             symbols,
             local_data,
             files,
+            local_alias,
         })
     }
 

@@ -53,7 +53,8 @@ pub fn scan<'a>(m: &Model<'a>) -> TopLevel<'a> {
                 Kind::Directive {
                     name: ".set" | ".equ" | ".equiv",
                     args,
-                } => {
+                } if !crate::lex::is_local_label(first_operand(args)) => {
+                    // Local aliases are followed wherever they are used.
                     out.aliases
                         .push((i, first_operand(args), after_first_operand(args)));
                 }

@@ -173,3 +173,44 @@ fn top_level_code_is_reported_not_dropped_silently() {
     assert!(out.report.not_patched[0].contains("top-level code `nop"));
     assert!(out.report.to_text().contains("left out, cannot be patched"));
 }
+
+/// gcc -fPIC shares constant tails with `.set .LC36,.LC205+8`; the alias
+/// numbers move with every edit, so they must be followed, not compared or
+/// referred to by number (the original's `.LC6` may be another constant).
+#[test]
+fn local_aliases_are_followed_not_matched_by_number() {
+    let rodata = |first: &str, n: u32| {
+        format!(
+            "\t.section\t.rodata.cst16,\"aM\",@progbits,16\n\t.align 16\n.LC{n}:\n\t.long\t1\n\t.long\t2\n\t.long\t{first}\n\t.long\t4\n"
+        )
+    };
+    let use_alias = |alias: &str, v: &str| {
+        func(
+            "f",
+            &format!("\tmovl\t{alias}(%rip), %eax\n\taddl\t${v}, %eax\n\tret\n"),
+        )
+    };
+    // Original: .LC5 is the third word of .LC3. Patched: a new constant
+    // .LC3 comes first, the same table is .LC4 and the alias is .LC6.
+    let o = format!(
+        "{}{}\t.set\t.LC5,.LC3+8\n",
+        rodata("3", 3),
+        use_alias(".LC5", "1")
+    );
+    let same = format!(
+        "{}{}{}\t.set\t.LC6,.LC4+8\n\t.set\t.LC5,.LC3+4\n",
+        rodata("9", 3),
+        rodata("3", 4),
+        use_alias(".LC6", "1")
+    );
+    let out = gensrc::diff("o.s", &o, "p.s", &same, &Options::default()).unwrap();
+    assert!(out.report.changed.is_empty(), "{:?}", out.report);
+    assert!(out.report.not_patched.is_empty(), "{:?}", out.report);
+
+    let changed = same.replace("addl\t$1", "addl\t$2");
+    let out = gensrc::diff("o.s", &o, "p.s", &changed, &Options::default()).unwrap();
+    assert_eq!(out.report.changed, ["f"]);
+    let part = &out.text[out.text.find("kpatch begin").unwrap()..];
+    assert!(part.contains("movl\t.LC6.kpatch(%rip), %eax"), "{part}");
+    assert!(part.contains(".set\t.LC6.kpatch, .LC3+8"), "{part}");
+}
