@@ -662,3 +662,24 @@ fn original_stage_keeps_auxiliary_file_names() {
         .collect();
     assert!(stray.is_empty(), "files named after our .s: {stray:?}");
 }
+
+#[test]
+fn patch_make_reverts_the_tree_when_the_patched_build_fails() {
+    let case = Case::load("seed");
+    let tmp = scratch("patch-make-broken");
+    let proj = tmp.path().join("proj");
+    case.copy_to(&proj);
+    let fix = std::fs::read_to_string(proj.join("fix.diff")).unwrap();
+    std::fs::write(
+        proj.join("broken.diff"),
+        fix.replace("\"tralala\");", "\"tralala\") /* missing semicolon */"),
+    )
+    .unwrap();
+    let out = patch_make(&proj, "-O0", &["--clean", "broken.diff"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("KPATCH_STAGE=patched"), "{err}");
+    std::fs::remove_file(proj.join("broken.diff")).unwrap();
+    assert_sources_untouched(&case, &proj);
+    assert!(!proj.join("patchroot").exists());
+}
