@@ -296,6 +296,10 @@ fn patch_make(dir: &Path, cflags: &str, args: &[&str]) -> Output {
 }
 
 fn assert_sources_untouched(case: &Case, dir: &Path) {
+    assert!(
+        !dir.join(".libcare-patch-make.applied").exists(),
+        "the journal of applied patches was left behind"
+    );
     for entry in std::fs::read_dir(&case.dir).unwrap() {
         let entry = entry.unwrap();
         let name = entry.file_name();
@@ -682,4 +686,31 @@ fn patch_make_reverts_the_tree_when_the_patched_build_fails() {
     std::fs::remove_file(proj.join("broken.diff")).unwrap();
     assert_sources_untouched(&case, &proj);
     assert!(!proj.join("patchroot").exists());
+}
+
+/// A run killed while its patches were applied (simulated: the patch is
+/// applied and journaled by hand) is cleaned up by the next run.
+#[test]
+fn patch_make_reverts_what_an_interrupted_run_left_applied() {
+    let case = Case::load("seed");
+    let tmp = scratch("patch-make-interrupted");
+    let proj = tmp.path().join("proj");
+    case.copy_to(&proj);
+    apply_fix(&proj);
+    let journal = proj.join(".libcare-patch-make.applied");
+    std::fs::create_dir_all(&journal).unwrap();
+    std::fs::copy(proj.join("fix.diff"), journal.join("0.diff")).unwrap();
+    let out = patch_make(&proj, "-O0", &["--clean", "fix.diff"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("interrupted run"));
+    assert!(!journal.exists());
+    assert_sources_untouched(&case, &proj);
+    // The patch was made from the original source, not from a tree that
+    // already had the fix in it.
+    let id = build_id(&proj.join("lpmake/usr/bin/foo"));
+    assert!(proj.join("patchroot").join(format!("{id}.kpatch")).exists());
 }

@@ -17,7 +17,7 @@ use clap::Parser;
 use patch_make::elf_probe::{ElfProbe, is_elf};
 use patch_make::postprocess::{Job, Tools, make_patch};
 use patch_make::project::{Project, Stage, walk};
-use patch_make::source_patches::Applied;
+use patch_make::source_patches::{self, Applied};
 
 #[derive(Parser)]
 #[command(
@@ -160,7 +160,15 @@ fn run(cli: &Cli) -> Result<Vec<Made>> {
             .jobs
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
     };
-    let skip = [lpmake.as_path(), patchroot.as_path()];
+    let journal = dir.join(source_patches::JOURNAL);
+    let skip = [lpmake.as_path(), patchroot.as_path(), journal.as_path()];
+
+    let recovered = source_patches::recover(&dir)?;
+    if recovered > 0 {
+        progress(&format!(
+            "reverted {recovered} patch(es) left applied by an interrupted run"
+        ));
+    }
 
     if cli.clean {
         project.make(Stage::Original, &["clean"])?;

@@ -1,15 +1,69 @@
 //! Applying the user's source patches with `patch -p1` and taking them
 //! back out, so the tree ends as it started.
+//!
+//! Each applied patch is first copied into a journal directory in the tree
+//! and removed from it once reverted. A run killed in between (Ctrl-C in a
+//! long build) leaves the journal behind, and the next run reverts what it
+//! lists before doing anything else.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
-/// The patches applied so far, in order.
+/// Name of the journal directory inside the project.
+pub const JOURNAL: &str = ".libcare-patch-make.applied";
+
+/// The patches applied so far, in order (their journal copies).
 pub struct Applied {
     dir: PathBuf,
     patches: Vec<PathBuf>,
+}
+
+fn journal(dir: &Path) -> PathBuf {
+    dir.join(JOURNAL)
+}
+
+/// Reverts what an interrupted earlier run left applied; returns how many
+/// patches it reverted.
+pub fn recover(dir: &Path) -> Result<usize> {
+    let journal = journal(dir);
+    if !journal.exists() {
+        return Ok(0);
+    }
+    let mut left: Vec<(u32, PathBuf)> = std::fs::read_dir(&journal)
+        .with_context(|| format!("cannot list {}", journal.display()))?
+        .filter_map(|e| {
+            let path = e.ok()?.path();
+            let n = path.file_stem()?.to_str()?.parse().ok()?;
+            Some((n, path))
+        })
+        .collect();
+    left.sort();
+    let mut reverted = 0;
+    for (_, patch) in left.iter().rev() {
+        if run_patch(dir, patch, &["-R", "--dry-run"])?.0 {
+            let (ok, text) = run_patch(dir, patch, &["-R"])?;
+            if !ok {
+                eprint!("{text}");
+                bail!("cannot revert {}; revert it by hand", patch.display());
+            }
+            reverted += 1;
+        } else if !run_patch(dir, patch, &["--dry-run"])?.0 {
+            bail!(
+                "{} from an interrupted run is neither applied nor revertible; \
+                 fix the tree by hand and remove {}",
+                patch.display(),
+                journal.display()
+            );
+        }
+        // Applies forward: the earlier run stopped before applying it.
+        std::fs::remove_file(patch)
+            .with_context(|| format!("cannot remove {}", patch.display()))?;
+    }
+    std::fs::remove_dir_all(&journal)
+        .with_context(|| format!("cannot remove {}", journal.display()))?;
+    Ok(reverted)
 }
 
 fn run_patch(dir: &Path, patch: &Path, extra: &[&str]) -> Result<(bool, String)> {
@@ -36,20 +90,24 @@ impl Applied {
             dir: dir.to_path_buf(),
             patches: Vec::new(),
         };
-        for patch in patches {
-            let result = run_patch(dir, patch, &["--dry-run"]).and_then(|(ok, text)| {
+        for (n, given) in patches.iter().enumerate() {
+            let patch = journal(dir).join(format!("{n}.diff"));
+            let result = run_patch(dir, given, &["--dry-run"]).and_then(|(ok, text)| {
                 if !ok {
                     eprint!("{text}");
                     bail!(
                         "{} does not apply with patch -p1 in {}",
-                        patch.display(),
+                        given.display(),
                         dir.display()
                     );
                 }
-                let (ok, text) = run_patch(dir, patch, &[])?;
+                std::fs::create_dir_all(journal(dir))
+                    .and_then(|()| std::fs::copy(given, &patch))
+                    .with_context(|| format!("cannot record {}", patch.display()))?;
+                let (ok, text) = run_patch(dir, &patch, &[])?;
                 if !ok {
                     eprint!("{text}");
-                    bail!("patch -p1 -i {} failed", patch.display());
+                    bail!("patch -p1 -i {} failed", given.display());
                 }
                 Ok(())
             });
@@ -59,23 +117,31 @@ impl Applied {
                 }
                 return Err(e);
             }
-            applied.patches.push(patch.clone());
+            applied.patches.push(patch);
         }
         Ok(applied)
     }
 
-    /// Reverts the applied patches, last first.
+    /// Reverts the applied patches, last first, and drops the journal.
     pub fn revert(&mut self) -> Result<()> {
-        while let Some(patch) = self.patches.pop() {
+        while let Some(patch) = self.patches.last().cloned() {
             let (ok, text) = run_patch(&self.dir, &patch, &["-R"])?;
             if !ok {
                 eprint!("{text}");
                 bail!(
-                    "cannot revert {} in {}; the tree is left patched",
+                    "cannot revert {} in {}; the tree is left patched (the next run retries)",
                     patch.display(),
                     self.dir.display()
                 );
             }
+            std::fs::remove_file(&patch)
+                .with_context(|| format!("cannot remove {}", patch.display()))?;
+            self.patches.pop();
+        }
+        let journal = journal(&self.dir);
+        if journal.exists() {
+            std::fs::remove_dir_all(&journal)
+                .with_context(|| format!("cannot remove {}", journal.display()))?;
         }
         Ok(())
     }
