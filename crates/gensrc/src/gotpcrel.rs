@@ -195,7 +195,12 @@ fn rip_operand(op: &str) -> Option<(&str, &str)> {
     }
     let end = inner.find(['+', '-']).unwrap_or(inner.len());
     let (sym, off) = inner.split_at(end);
-    if sym.is_empty() || sym.starts_with(|c: char| c.is_ascii_digit()) {
+    if sym.is_empty()
+        || sym.starts_with(|c: char| c.is_ascii_digit())
+        || !sym.bytes().all(crate::lex::is_symbol_char)
+    {
+        // Not a plain symbol: `data16 leaq x@tlsgd(%rip)` puts the prefix
+        // word in front, `"quoted names"` are left alone.
         return None;
     }
     Some((sym, off.strip_prefix('+').unwrap_or(off)))
@@ -305,5 +310,7 @@ mod tests {
         assert!(rw("pushq", "big(%rip)").is_none());
         assert!(rw("movq", "%rsp, big(%rip)").is_none());
         assert!(rw("addl", "$1, %eax").is_none());
+        assert!(rw("data16", "leaq x@tlsgd(%rip), %rdi").is_none());
+        assert!(rw("data16", "leaq x(%rip), %rdi").is_none());
     }
 }

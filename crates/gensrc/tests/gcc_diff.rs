@@ -1196,3 +1196,49 @@ fn cxx_new_class_brings_its_constructor_aliases() {
         .arg(c.path("aug.s")));
     assert_eq!(run(&mut Command::new(c.path("drv"))), "bye 41\n");
 }
+
+#[test]
+fn existing_thread_local_is_referenced_in_every_tls_model() {
+    let src = "#include <stdio.h>\n__thread int tv = 3;\n\
+               __attribute__((noinline)) int bump(int x) { tv += x; return tv; }\n\
+               int main(void) { printf(\"%d\\n\", bump(1)); return 0; }\n";
+    let patched = src.replace("tv += x;", "tv += 2 * x;");
+    for b in [PIE_O2G, NOPIE_O2G, PIE_O0] {
+        let c = Case::new();
+        let o = c.asm("o", src, b);
+        let p = c.asm("p", &patched, b);
+        for gotpcrel in [false, true] {
+            let opts = Options {
+                force_gotpcrel: gotpcrel,
+                ..Options::default()
+            };
+            let out = diff(&o, &p, &opts);
+            assert_eq!(patched_functions(&out.text), ["bump"]);
+            let part = patch_part(&out.text);
+            assert!(part.contains("%fs:tv@tpoff"), "{part}");
+            assert!(!part.contains("\ntv:"), "TLS variable duplicated:\n{part}");
+            let orig = c.link("o", &o, b);
+            let linked = c.link("op", &out.text, b);
+            assert_eq!(
+                run(&mut Command::new(&orig)),
+                run(&mut Command::new(&linked))
+            );
+        }
+    }
+    // -fPIC: the general-dynamic sequence (data16 leaq x@tlsgd) is copied
+    // byte for byte and links into a shared library.
+    let c = Case::new();
+    let lib = src.replace("int main(void)", "int not_main(void)");
+    let o = c.asm("o", &lib, SHARED_O2G);
+    let p = c.asm("p", &lib.replace("tv += x;", "tv += 2 * x;"), SHARED_O2G);
+    let out = diff(
+        &o,
+        &p,
+        &Options {
+            force_gotpcrel: true,
+            ..Options::default()
+        },
+    );
+    assert!(patch_part(&out.text).contains("data16\tleaq\ttv@tlsgd(%rip), %rdi"));
+    assert_patch_sections(&c.link("libop.so", &out.text, SHARED_O2G));
+}
