@@ -148,7 +148,9 @@ pub fn patch_process(pid: i32, patches: &[Patch], opts: &Options) -> Result<Proc
         prepared.push(p);
     }
 
+    let syscall_insn = crate::syscall::find_syscall_insn(pid, &maps);
     let mut held = Held::hold(pid)?;
+    held.use_syscall_insn(syscall_insn);
     let mut undo = UndoLog::default();
     let result = switch(&mut held, &scene, &mut prepared, &checker, opts, &mut undo);
     report.stopped_us = (ifunc_stop + held.stopped_for()).as_micros() as u64;
@@ -251,8 +253,8 @@ fn switch(
             tracing::info!("{}: jump at {:#x} -> {:#x}", h.function, h.addr, h.target);
         }
     }
-    unpatch::release_regions(held, replace);
-    unpatch::release_regions(held, scene.retired);
+    unpatch::release_regions(held, replace, unpatch::RELEASE_BUDGET);
+    unpatch::release_regions(held, scene.retired, unpatch::RELEASE_BUDGET);
     Ok(())
 }
 

@@ -473,12 +473,32 @@ fn zero_regs() -> Regs {
 /// Reads remote memory without holding the patient (used to prepare a patch
 /// before stopping anything).
 pub fn read_memory(pid: i32, addr: u64, buf: &mut [u8]) -> Result<()> {
-    let f = File::open(format!("/proc/{pid}/mem")).map_err(|source| Error::Proc {
-        pid,
-        what: "memory".into(),
-        source,
-    })?;
-    read_at(&f, pid, addr, buf)
+    thread_local! {
+        // The last process read: preparing a patch reads one process many
+        // times, and opening /proc/PID/mem costs more than a small read.
+        static MEM: std::cell::RefCell<Option<(i32, File)>> = const { std::cell::RefCell::new(None) };
+    }
+    MEM.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if let Some((p, f)) = slot.as_ref()
+            && *p == pid
+            && read_at(f, pid, addr, buf).is_ok()
+        {
+            return Ok(());
+        }
+        {
+            let f = File::open(format!("/proc/{pid}/mem")).map_err(|source| Error::Proc {
+                pid,
+                what: "memory".into(),
+                source,
+            })?;
+            *slot = Some((pid, f));
+        }
+        // A fresh descriptor: the cached one may belong to an earlier
+        // process that had this PID.
+        let (_, f) = slot.as_ref().expect("just set");
+        read_at(f, pid, addr, buf)
+    })
 }
 
 fn read_at(f: &File, pid: i32, addr: u64, buf: &mut [u8]) -> Result<()> {

@@ -12,10 +12,31 @@
 
 use crate::error::{Error, Result};
 use crate::maps;
-use crate::patient::Held;
+use crate::patient::{self, Held};
 use crate::ptrace::{self, Stop};
 
 const SYSCALL_INSN: [u8; 2] = [0x0f, 0x05];
+
+/// Address of a `syscall` instruction in `pid`: the vDSO first (always
+/// mapped, small), then any executable mapping. Code pages do not change, so
+/// this can be looked up before the patient is stopped.
+pub fn find_syscall_insn(pid: i32, maps: &[maps::Mapping]) -> Option<u64> {
+    let vdso = maps.iter().filter(|m| m.path == "[vdso]");
+    let rest = maps
+        .iter()
+        .filter(|m| m.executable() && m.readable() && m.path != "[vdso]");
+    for m in vdso.chain(rest) {
+        let len = (m.end - m.start).min(1 << 20) as usize;
+        let mut buf = vec![0u8; len];
+        if patient::read_memory(pid, m.start, &mut buf).is_err() {
+            continue;
+        }
+        if let Some(off) = buf.windows(2).position(|w| w == SYSCALL_INSN) {
+            return Some(m.start + off as u64);
+        }
+    }
+    None
+}
 
 impl Held {
     /// Runs syscall `nr` with `args` in the patient and returns its raw result
@@ -118,27 +139,17 @@ impl Held {
             return Ok(a);
         }
         let pid = self.pid();
-        let maps = maps::read(pid)?;
-        // The vDSO first (always mapped, small), then any executable mapping.
-        let mut candidates: Vec<&maps::Mapping> =
-            maps.iter().filter(|m| m.path == "[vdso]").collect();
-        candidates.extend(
-            maps.iter()
-                .filter(|m| m.executable() && m.readable() && m.path != "[vdso]"),
-        );
-        for m in candidates {
-            let len = (m.end - m.start).min(1 << 20) as usize;
-            let mut buf = vec![0u8; len];
-            if self.read(m.start, &mut buf).is_err() {
-                continue;
-            }
-            if let Some(off) = buf.windows(2).position(|w| w == SYSCALL_INSN) {
-                let a = m.start + off as u64;
-                self.syscall_insn = Some(a);
-                return Ok(a);
-            }
+        let a = find_syscall_insn(pid, &maps::read(pid)?).ok_or(Error::NoSyscallInsn { pid })?;
+        self.syscall_insn = Some(a);
+        Ok(a)
+    }
+
+    /// Tells where a `syscall` instruction is (found before stopping the
+    /// patient, to keep the stop short).
+    pub fn use_syscall_insn(&mut self, addr: Option<u64>) {
+        if addr.is_some() {
+            self.syscall_insn = addr;
         }
-        Err(Error::NoSyscallInsn { pid })
     }
 
     fn checked(&mut self, name: &'static str, nr: i64, args: [u64; 6]) -> Result<u64> {

@@ -85,14 +85,14 @@ pub const RELEASE_BUDGET: Duration = Duration::from_millis(200);
 /// switch is complete and the patient has run new code, so nothing here may
 /// fail the command (a rollback now would be the dangerous thing): problems
 /// are logged, and the worst outcome is unused memory left mapped.
-pub fn release_regions(held: &mut Held, records: &[Record]) {
-    if let Err(e) = try_release(held, records) {
+pub fn release_regions(held: &mut Held, records: &[Record], budget: Duration) {
+    if let Err(e) = try_release(held, records, budget) {
         tracing::warn!("patch regions stay mapped: {e}");
     }
 }
 
-fn try_release(held: &mut Held, records: &[Record]) -> Result<()> {
-    let deadline = Instant::now() + RELEASE_BUDGET;
+fn try_release(held: &mut Held, records: &[Record], budget: Duration) -> Result<()> {
+    let deadline = Instant::now() + budget;
     let mut left: Vec<&Record> = records.iter().collect();
     let mut pause = Duration::from_millis(2);
     loop {
@@ -128,8 +128,40 @@ fn try_release(held: &mut Held, records: &[Record]) -> Result<()> {
     }
 }
 
+/// Unmaps the retired regions of `pid` that nothing refers to any more,
+/// waiting at most `budget`; returns how many are left.
+pub fn reclaim(pid: i32, budget: Duration) -> Result<usize> {
+    let maps = maps::read(pid)?;
+    let retired: Vec<Record> = record::scan(pid, &maps)?
+        .into_iter()
+        .filter(|r| r.retired)
+        .collect();
+    if retired.is_empty() {
+        return Ok(0);
+    }
+    let syscall_insn = crate::syscall::find_syscall_insn(pid, &maps);
+    let mut held = Held::hold(pid)?;
+    held.use_syscall_insn(syscall_insn);
+    release_regions(&mut held, &retired, budget);
+    drop(held);
+    let left = record::scan(pid, &maps::read(pid)?)?
+        .iter()
+        .filter(|r| r.retired)
+        .count();
+    Ok(left)
+}
+
 /// Removes the patches selected by `filter` (all when empty), newest first.
-pub fn unpatch_process(pid: i32, filter: &[String], timeout: Duration) -> Result<ProcessReport> {
+/// `budget` bounds the wait for references into their regions to go away
+/// (see `release_regions`); with a zero budget a still-referenced region is
+/// retired at once, for `reclaim` to unmap later (`-p all` does that, so one
+/// process's wait does not add up over many).
+pub fn unpatch_process(
+    pid: i32,
+    filter: &[String],
+    timeout: Duration,
+    budget: Duration,
+) -> Result<ProcessReport> {
     if !patient::exists(pid) {
         return Err(Error::NoSuchProcess { pid });
     }
@@ -145,7 +177,7 @@ pub fn unpatch_process(pid: i32, filter: &[String], timeout: Duration) -> Result
     if records.is_empty() {
         if !retired.is_empty() {
             let mut held = Held::hold(pid)?;
-            release_regions(&mut held, &retired);
+            release_regions(&mut held, &retired, budget);
             report.stopped_us = held.stopped_for().as_micros() as u64;
         }
         report.status = "nothing to unpatch".into();
@@ -158,7 +190,9 @@ pub fn unpatch_process(pid: i32, filter: &[String], timeout: Duration) -> Result
         .iter()
         .map(|r| record::function_names(pid, r))
         .collect();
+    let syscall_insn = crate::syscall::find_syscall_insn(pid, &maps);
     let mut held = Held::hold(pid)?;
+    held.use_syscall_insn(syscall_insn);
     let mut undo = UndoLog::default();
     let result = checker
         .wait_until_safe(&mut held, &busy, timeout)
@@ -173,8 +207,8 @@ pub fn unpatch_process(pid: i32, filter: &[String], timeout: Duration) -> Result
         undo.roll_back(&mut held);
         return Err(e);
     }
-    release_regions(&mut held, &records);
-    release_regions(&mut held, &retired);
+    release_regions(&mut held, &records, budget);
+    release_regions(&mut held, &retired, budget);
     report.stopped_us = held.stopped_for().as_micros() as u64;
     drop(held);
     for (r, functions) in records.iter().zip(names) {

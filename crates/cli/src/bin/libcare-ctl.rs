@@ -180,7 +180,15 @@ fn patches_for(storage: &Storage, pid: i32) -> doctor::Result<Vec<doctor::patch:
 fn unpatch(pid_arg: &str, json: bool, secs: f64, which: &[String]) -> Result<bool> {
     let (pids, all) = pids(pid_arg)?;
     let t = timeout(secs)?;
+    // With many processes, a region still referenced is retired at once and
+    // reclaimed in a second pass, so the waits overlap instead of adding up.
+    let budget = if all {
+        Duration::ZERO
+    } else {
+        doctor::unpatch::RELEASE_BUDGET
+    };
     let mut ok = true;
+    let mut revisit = Vec::new();
     for pid in pids {
         if doctor::termination_pending().is_some() {
             return Ok(false);
@@ -188,12 +196,26 @@ fn unpatch(pid_arg: &str, json: bool, secs: f64, which: &[String]) -> Result<boo
         if all && !has_patches(pid) {
             continue;
         }
-        match doctor::unpatch_process(pid, which, t) {
-            Ok(r) => emit(json, &r, &r),
+        match doctor::unpatch_process(pid, which, t, budget) {
+            Ok(r) => {
+                emit(json, &r, &r);
+                revisit.push(pid);
+            }
             Err(doctor::Error::NoSuchProcess { .. }) if all => {}
             Err(e) => {
                 failed(json, pid, &e);
                 ok = false;
+            }
+        }
+    }
+    if all {
+        for pid in revisit {
+            match doctor::unpatch::reclaim(pid, doctor::unpatch::RELEASE_BUDGET) {
+                Ok(0) | Err(doctor::Error::NoSuchProcess { .. }) => {}
+                Ok(n) => {
+                    tracing::info!("pid {pid}: {n} removed patch region(s) still referenced, kept")
+                }
+                Err(e) => tracing::warn!("pid {pid}: reclaiming patch regions: {e}"),
             }
         }
     }
