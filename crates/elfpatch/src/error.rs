@@ -80,6 +80,8 @@ pub enum Error {
         r_type: String,
         symbol: String,
     },
+    #[error(".eh_frame+{offset:#x}: {what}")]
+    UnwindInfo { offset: usize, what: String },
     #[error("section {section} has no section symbol to rebase a local-symbol relocation on")]
     NoSectionSymbol { section: String },
 }

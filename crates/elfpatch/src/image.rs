@@ -29,6 +29,8 @@ pub(crate) struct Image {
     pub header: Ehdr,
     pub sections: Vec<Shdr>,
     pub names: Vec<String>,
+    /// Index of the section name table.
+    pub shstrndx: usize,
 }
 
 fn malformed(what: impl Into<String>) -> Error {
@@ -126,6 +128,7 @@ impl Image {
             header,
             sections,
             names,
+            shstrndx: shstrndx as usize,
         })
     }
 
@@ -170,6 +173,36 @@ impl Image {
             s.sh_size.get(LE),
             &format!("section {}", self.names[i]),
         )
+    }
+
+    /// Gives section `i` new contents: appended to the file bytes (the
+    /// old ones stay, unreferenced, until a relayout drops them).
+    pub fn set_contents(&mut self, i: usize, bytes: &[u8]) {
+        let off = self.data.len().next_multiple_of(8);
+        self.data.resize(off, 0);
+        self.data.extend_from_slice(bytes);
+        self.sections[i].sh_offset.set(LE, off as u64);
+        self.sections[i].sh_size.set(LE, bytes.len() as u64);
+    }
+
+    /// Renames sections (index, new name), appending the names to the
+    /// section name table, so that no index or other name moves.
+    pub fn rename(&mut self, renames: &[(usize, &str)]) -> Result<()> {
+        let mut table = self.bytes(self.shstrndx)?.to_vec();
+        for &(i, name) in renames {
+            let at = table.len();
+            table.extend_from_slice(name.as_bytes());
+            table.push(0);
+            self.sections[i].sh_name.set(LE, at as u32);
+            self.names[i] = name.to_string();
+        }
+        let shstrndx = self.shstrndx;
+        self.set_contents(shstrndx, &table);
+        Ok(())
+    }
+
+    pub fn section_by_name(&self, name: &str) -> Option<usize> {
+        (1..self.sections.len()).find(|&i| self.names[i] == name)
     }
 
     pub fn has_kpatch_sections(&self) -> bool {

@@ -1,7 +1,8 @@
 //! elfpatch: in-place editing of the patch ELF on the build side.
 //!
 //! It owns the steps between `ld -q` and `kpatch_make`: `--strip` (keep only
-//! `.kpatch.*` bytes), `--rel-fixup` (turn the linker's relocations into the
+//! `.kpatch.*` bytes, and the patch code's own unwind info as
+//! `.kpatch.eh_frame`), `--rel-fixup` (turn the linker's relocations into the
 //! forms the doctor resolves, and check the patch against the original
 //! binary), `--undo-link` (make addresses section-relative), BuildID lookup,
 //! and a stable text dump of a patch ELF. It reads with the `object` crate and
@@ -12,11 +13,13 @@
 mod build_id;
 mod check;
 mod dump;
+mod eh_frame;
 mod error;
 mod got_relax;
 mod image;
 mod original;
 mod output;
+mod patch_cfi;
 mod rel_fixup;
 mod strip;
 mod tls;
@@ -28,6 +31,7 @@ pub use dump::dump;
 pub use error::{Error, Result};
 pub use image::{KPATCH_PREFIX, KPATCH_RELA_PREFIX, reloc_name};
 pub use output::write_file_atomically;
+pub use patch_cfi::{KPATCH_EH_FRAME, KPATCH_RELA_EH_FRAME};
 pub use rel_fixup::{ALLOWED_RELOCATIONS, FixupError, rel_fixup};
 pub use strip::{keeps_bytes, strip};
 pub use undo_link::undo_link;

@@ -6,12 +6,14 @@
 //! the doctor still need to know where it was). Indices never move. File
 //! offsets are re-laid compactly and program headers are dropped: the patch
 //! is loaded by section, never by segment, and no stale segment may point
-//! past the end of the smaller file.
+//! past the end of the smaller file. Before that, the FDEs of the patch code
+//! move into `.kpatch.eh_frame` (see `patch_cfi`), in `.eh_frame`'s slot.
 
 use object::elf;
 
 use crate::error::Result;
 use crate::image::{EHDR_SIZE, Image, KPATCH_PREFIX, KPATCH_RELA_PREFIX, LE, SHDR_SIZE};
+use crate::patch_cfi;
 
 /// Whether a section keeps its bytes through `--strip`.
 pub fn keeps_bytes(name: &str) -> bool {
@@ -31,9 +33,10 @@ fn align_up(v: u64, align: u64) -> u64 {
 /// Strips a linked patch-containing binary. Input untouched; returns the new
 /// file image.
 pub fn strip(input: &[u8]) -> Result<Vec<u8>> {
-    let img = Image::parse(input.to_vec())?;
+    let mut img = Image::parse(input.to_vec())?;
     img.require_patch_sections()?;
     img.symtab()?;
+    patch_cfi::keep_patch_cfi(&mut img)?;
     relayout(&img)
 }
 

@@ -2,12 +2,15 @@
 //! room, so nothing in the patch may carry a link-time address. Every
 //! `sh_addr` becomes 0, every defined symbol's value becomes relative to its
 //! section, and every relocation's `r_offset` relative to the section it
-//! applies to. Running it twice changes nothing the second time.
+//! applies to; `.kpatch.eh_frame`'s PC-relative fields are rewritten to
+//! match (see `patch_cfi::settle_values`). Running it twice changes nothing
+//! the second time.
 
 use object::elf;
 
 use crate::error::Result;
 use crate::image::{Image, LE, Rela, rela_type, sym_section, sym_type};
+use crate::patch_cfi;
 use crate::strip::{needs_relayout, relayout};
 use crate::tls::TlsLayout;
 
@@ -78,6 +81,7 @@ pub fn undo_link(patch: &mut Vec<u8>) -> Result<()> {
         s.st_value.set(LE, s.st_value.get(LE).wrapping_sub(base));
     }
     img.put_symbols(symtab, &syms)?;
+    patch_cfi::settle_values(&mut img, &syms)?;
 
     for sh in &mut img.sections {
         sh.sh_addr.set(LE, 0);

@@ -42,7 +42,20 @@ fn strip_keeps_the_section_table_and_only_kpatch_bytes() {
         );
         for (x, y) in sa.iter().zip(sb.iter()).skip(1) {
             let name = String::from_utf8_lossy(sa.section_name(e, x).unwrap()).into_owned();
-            assert_eq!(sb.section_name(e, y).unwrap(), name.as_bytes());
+            let new_name = sb.section_name(e, y).unwrap();
+            // The patch code's CFI takes over `.eh_frame`'s slot
+            // (tests/unwind_info.rs checks its contents).
+            if new_name == elfpatch::KPATCH_EH_FRAME.as_bytes()
+                || new_name == elfpatch::KPATCH_RELA_EH_FRAME.as_bytes()
+            {
+                assert!(name == ".eh_frame" || name == ".rela.eh_frame", "{name}");
+                assert!(y.sh_size(e) < x.sh_size(e), "{name}");
+                continue;
+            }
+            assert_eq!(new_name, name.as_bytes());
+            if name == ".shstrtab" {
+                continue; // the two new names are appended
+            }
             assert_eq!(x.sh_size(e), y.sh_size(e), "{name}");
             assert_eq!(x.sh_flags(e), y.sh_flags(e), "{name}");
             assert_eq!(x.sh_addralign(e), y.sh_addralign(e), "{name}");
