@@ -860,3 +860,53 @@ fn ctl_refuses_a_process_traced_by_someone_else() {
     patient.expect_steady(before, 3);
     assert_eq!(snapshot(pid), snap);
 }
+
+/// A target without `.symtab` (stripped, as distributions ship binaries) is
+/// patched all the same: the doctor needs only its section headers and
+/// dynamic symbols.
+#[test]
+fn ctl_patches_a_stripped_binary() {
+    let (case, mut built) = seed();
+    let stripped = built.dir.path().join("foo.stripped");
+    std::fs::copy(&built.program, &stripped).unwrap();
+    let ok = Command::new("strip").arg(&stripped).status().unwrap();
+    assert!(ok.success());
+    assert_eq!(support::build_id(&stripped), built.targets[0]);
+    assert!(!support::tools::has_section(&stripped, ".symtab"));
+    built.program = stripped;
+    support::patch_and_unpatch(&case, &built);
+}
+
+/// `info` filters: `-b BUILDID`, `-s STORAGE` (objects with a patch there),
+/// `-r` on the process name.
+#[test]
+fn ctl_info_filters() {
+    let (case, built) = seed();
+    let mut patient = Patient::start(&built);
+    patient.wait_for(&case.before, &[]);
+    let pid = patient.pid().to_string();
+    let id = built.targets[0].as_str();
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = ctl(args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_str(stdout(&out).trim()).unwrap()
+    };
+    let all = json(&["-j", "info", "-p", &pid]);
+    assert!(all["objects"].as_array().unwrap().len() >= 3, "{all}");
+    let one = json(&["-j", "info", "-p", &pid, "-b", id]);
+    let objs = one["objects"].as_array().unwrap();
+    assert_eq!(objs.len(), 1, "{one}");
+    assert_eq!(objs[0]["build_id"], id);
+    let store = built.dir.path().join("store");
+    std::fs::create_dir(&store).unwrap();
+    std::fs::copy(&built.patch, store.join(format!("{id}.kpatch"))).unwrap();
+    let stored = json(&["-j", "info", "-p", &pid, "-s", store.to_str().unwrap()]);
+    let objs = stored["objects"].as_array().unwrap();
+    assert_eq!(objs.len(), 1, "{stored}");
+    assert_eq!(objs[0]["in_storage"], true);
+    let out = ctl(&["-j", "info", "-p", &pid, "-r", "^no-such-name$"]);
+    assert!(out.status.success());
+    assert!(stdout(&out).trim().is_empty(), "{}", stdout(&out));
+    let named = json(&["-j", "info", "-p", &pid, "-r", "^foo$"]);
+    assert_eq!(named["pid"].as_i64(), Some(i64::from(patient.pid())));
+}

@@ -212,3 +212,168 @@ fn apply_one(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout;
+    use crate::patch::{PatchSection, PatchSymbol};
+
+    const BASE: u64 = 0x5555_0000_0000;
+
+    fn section(name: &str, data: Vec<u8>) -> PatchSection {
+        PatchSection {
+            name: name.into(),
+            nobits: false,
+            size: data.len() as u64,
+            align: 16,
+            data,
+        }
+    }
+
+    fn symbol(name: &str, place: Place, kind: u8) -> PatchSymbol {
+        PatchSymbol {
+            name: name.into(),
+            version: None,
+            place,
+            value: 0,
+            size: 0,
+            kind,
+        }
+    }
+
+    /// `.text` of the target (index 1), `.kpatch.text` (index 2) holding
+    /// `code`; symbols: null, `far_fn` (undefined), `near_var` (in `.text`).
+    fn patch(code: Vec<u8>, relocs: Vec<(u64, u32, usize, i64)>) -> Patch {
+        let sections = vec![
+            section("", vec![]),
+            PatchSection {
+                nobits: true,
+                data: vec![],
+                ..section(".text", vec![0; 0x100])
+            },
+            section(".kpatch.text", code),
+        ];
+        Patch {
+            path: "t.kpatch".into(),
+            header: kpatch_file::KpatchFile::parse(
+                &kpatch_file::build(
+                    b"",
+                    &kpatch_file::MakeOptions {
+                        build_id: "ab".into(),
+                        ..Default::default()
+                    },
+                )
+                .unwrap(),
+            )
+            .unwrap()
+            .header,
+            header_bytes: vec![0; 688],
+            digest: 0,
+            sections,
+            symbols: vec![
+                symbol("", Place::Undefined, elf::STT_NOTYPE),
+                symbol("far_fn", Place::Undefined, elf::STT_FUNC),
+                symbol("near_var", Place::Section(1), elf::STT_OBJECT),
+            ],
+            relocs: relocs
+                .into_iter()
+                .map(|(offset, rtype, symbol, addend)| PatchReloc {
+                    section: 2,
+                    offset,
+                    rtype,
+                    symbol,
+                    addend,
+                })
+                .collect(),
+        }
+    }
+
+    fn values() -> Vec<Value> {
+        vec![
+            Value {
+                addr: 0,
+                imported: false,
+                kind: elf::STT_NOTYPE,
+            },
+            // A libc function far beyond rel32 reach of the region.
+            Value {
+                addr: 0x7f00_0000_1000,
+                imported: true,
+                kind: elf::STT_FUNC,
+            },
+            // A variable of the target, near.
+            Value {
+                addr: BASE - 0x1000,
+                imported: false,
+                kind: elf::STT_OBJECT,
+            },
+        ]
+    }
+
+    fn rel32(image: &[u8], at: usize) -> i64 {
+        i64::from(i32::from_le_bytes(image[at..at + 4].try_into().unwrap()))
+    }
+
+    #[test]
+    fn far_calls_go_through_the_jump_table_and_got_loads_through_its_slot() {
+        // call far_fn; mov far_fn@GOTPCREL(%rip), %rax
+        let code = vec![0xe8, 0, 0, 0, 0, 0x48, 0x8b, 0x05, 0, 0, 0, 0];
+        let p = patch(
+            code,
+            vec![
+                (1, elf::R_X86_64_PLT32, 1, -4),
+                (8, elf::R_X86_64_GOTPCREL, 1, -4),
+            ],
+        );
+        let l = layout::plan(&p);
+        let image = build_image(&p, &l, BASE, &values(), 0).unwrap();
+        let text = l.section_offset[2].unwrap() as usize;
+        let entry = BASE + l.jump_table + 16 * l.slots[&1] as u64;
+        let call_end = BASE + text as u64 + 5;
+        assert_eq!(call_end as i64 + rel32(&image, text + 1), entry as i64);
+        let load_end = BASE + text as u64 + 12;
+        assert_eq!(
+            load_end as i64 + rel32(&image, text + 8),
+            (entry + 8) as i64
+        );
+        let e = (entry - BASE) as usize;
+        assert_eq!(&image[e..e + 2], &[0xff, 0x25]);
+        assert_eq!(&image[e + 8..e + 16], &0x7f00_0000_1000u64.to_le_bytes());
+    }
+
+    #[test]
+    fn near_gotpcrelx_mov_becomes_lea() {
+        // mov near_var@GOTPCREL(%rip), %rax
+        let p = patch(
+            vec![0x48, 0x8b, 0x05, 0, 0, 0, 0],
+            vec![(3, elf::R_X86_64_REX_GOTPCRELX, 2, -4)],
+        );
+        let l = layout::plan(&p);
+        let image = build_image(&p, &l, BASE, &values(), 0).unwrap();
+        let text = l.section_offset[2].unwrap() as usize;
+        assert_eq!(image[text + 1], 0x8d, "lea");
+        let end = BASE + text as u64 + 7;
+        assert_eq!(end as i64 + rel32(&image, text + 3), (BASE - 0x1000) as i64);
+    }
+
+    #[test]
+    fn refusals_name_the_relocation_before_anything_is_written() {
+        // R_X86_64_32 of an address above 4 GiB, an unknown type, and a
+        // relocation past the end of its section.
+        for (rel, why) in [
+            ((0, elf::R_X86_64_32, 1, 0), "does not fit 32 bits"),
+            (
+                (0, elf::R_X86_64_GOT32, 1, 0),
+                "unsupported relocation type",
+            ),
+            ((2, elf::R_X86_64_64, 1, 0), "outside the"),
+        ] {
+            let p = patch(vec![0; 8], vec![rel]);
+            let l = layout::plan(&p);
+            let e = build_image(&p, &l, BASE, &values(), 0).unwrap_err();
+            let msg = e.to_string();
+            assert!(msg.contains(why) && msg.contains("far_fn"), "{msg}");
+        }
+    }
+}
