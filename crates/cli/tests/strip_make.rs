@@ -258,6 +258,17 @@ fn full_recipe(
         .split("relocations .rela.kpatch.info -> .kpatch.info\n")
         .nth(1)
         .unwrap_or_else(|| panic!("no .rela.kpatch.info: {dump}"));
+    // The patch code's unwind info comes along, against the patch code.
+    let cfi = dump
+        .split("relocations .rela.kpatch.eh_frame -> .kpatch.eh_frame\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no .rela.kpatch.eh_frame: {dump}"));
+    assert!(
+        cfi.lines()
+            .next()
+            .is_some_and(|l| l.contains("R_X86_64_PC32 .kpatch.text")),
+        "{dump}"
+    );
     let mut lines = info.lines();
     assert_eq!(
         lines.next(),
@@ -534,6 +545,32 @@ fn live_cxx_member_function() {
             "greeter_bar.cpp",
             cflags,
             &[],
+        );
+        patch_live(dir.path(), "foo");
+    }
+}
+
+/// `-no-pie` C++ with a local that has a destructor: the patch's CFI names
+/// the personality routine through a jump table slot (GOTPCREL), which the
+/// doctor must accept and fill; the patch applies and reverts.
+#[test]
+fn live_cxx_cleanup_no_pie() {
+    for cflags in [
+        &["-fno-pie", "-no-pie"][..],
+        &["-O2", "-fno-pie", "-no-pie"][..],
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let dump = full_recipe_with(
+            dir.path(),
+            "g++",
+            "cleanup_foo.cpp",
+            "cleanup_bar.cpp",
+            cflags,
+            &[],
+        );
+        assert!(
+            dump.contains("R_X86_64_GOTPCREL __gxx_personality_v0"),
+            "{dump}"
         );
         patch_live(dir.path(), "foo");
     }
