@@ -146,7 +146,7 @@ fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
 }
 
-/// Splits a section into its records, up to the end or a zero terminator.
+/// Splits a section into its records, passing over zero terminators.
 pub(crate) fn records(bytes: &[u8]) -> Result<Vec<Record>> {
     let mut out: Vec<Record> = Vec::new();
     let mut off = 0;
@@ -157,7 +157,10 @@ pub(crate) fn records(bytes: &[u8]) -> Result<Vec<Record>> {
         };
         let length = u32_at(bytes, off).expect("bounds checked");
         if length == 0 {
-            break;
+            // A terminator (crtend's, or padding): an unwinder stops here,
+            // but whatever follows may still be ours to find.
+            off += 4;
+            continue;
         }
         if length == u32::MAX {
             return Err(fail("64-bit DWARF record (not produced by GNU as)"));
@@ -340,6 +343,19 @@ mod tests {
         b[0x24] = 0x10;
         let e = records(&b).unwrap_err().to_string();
         assert!(e.contains("0x20") && e.contains("no CIE"), "{e}");
+    }
+
+    #[test]
+    fn passes_over_a_zero_terminator() {
+        let mut b = vec![0; 4];
+        b.extend(cxx_pair());
+        let recs = records(&b).unwrap();
+        assert_eq!(recs.len(), 2);
+        assert_eq!(recs[0].offset, 4);
+        let Entry::Fde(f) = &recs[1].entry else {
+            panic!()
+        };
+        assert_eq!((f.cie, f.pc_begin), (4, 0x2c));
     }
 
     #[test]

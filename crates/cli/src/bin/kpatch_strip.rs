@@ -15,7 +15,8 @@ use clap::{ArgGroup, CommandFactory, Parser, error::ErrorKind};
     group(ArgGroup::new("mode").required(true).args(["strip", "rel_fixup", "undo_link", "build_id", "dump"]))
 )]
 struct Cli {
-    /// IN OUT: keep only .kpatch.* section bytes (others become NOBITS)
+    /// IN OUT: keep only .kpatch.* section bytes (others become NOBITS), and the
+    /// patch code's unwind info as .kpatch.eh_frame
     #[arg(long)]
     strip: bool,
     /// ORIG PATCH: fix relocations of PATCH in place, checking it against ORIG
