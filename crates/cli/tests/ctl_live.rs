@@ -910,3 +910,102 @@ fn ctl_info_filters() {
     let named = json(&["-j", "info", "-p", &pid, "-r", "^foo$"]);
     assert_eq!(named["pid"].as_i64(), Some(i64::from(patient.pid())));
 }
+
+/// Starts `argv` stopped at its very first instruction (in the dynamic
+/// linker, before any library is loaded) and prints its pid on stderr; it
+/// stays its parent until it ends. Used to test patching before `main`.
+const LAUNCH_STOPPED_C: &str = r#"
+#include <signal.h>
+#include <stdio.h>
+#include <sys/ptrace.h>
+#include <sys/wait.h>
+#include <unistd.h>
+int main(int argc, char **argv)
+{
+	int st;
+	pid_t p = fork();
+	(void)argc;
+	if (p == 0) {
+		ptrace(PTRACE_TRACEME, 0, 0, 0);
+		execv(argv[1], argv + 1);
+		_exit(127);
+	}
+	waitpid(p, &st, 0);
+	ptrace(PTRACE_DETACH, p, 0, SIGSTOP);
+	fprintf(stderr, "%d\n", p);
+	fflush(stderr);
+	while (waitpid(p, &st, 0) != p || !(WIFEXITED(st) || WIFSIGNALED(st)))
+		;
+	return 0;
+}
+"#;
+
+/// A process caught before its dynamic linker has loaded the libraries is
+/// run to its entry point and patched there: the first line it ever prints
+/// is the patched one.
+#[test]
+fn ctl_patches_a_starting_process_before_main() {
+    let (case, built) = seed();
+    let dir = built.dir.path();
+    std::fs::write(dir.join("launch.c"), LAUNCH_STOPPED_C).unwrap();
+    let ok = Command::new("gcc")
+        .args(["-O2", "-o", "launch", "launch.c"])
+        .current_dir(dir)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let mut launcher = Command::new(dir.join("launch"))
+        .arg(&built.program)
+        .env("LD_PRELOAD", support::patient::fastsleep())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    struct Kill(Child, Option<String>);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            if let Some(pid) = &self.1 {
+                let _ = Command::new("kill").args(["-KILL", pid]).status();
+            }
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let out = launcher.stdout.take().unwrap();
+    let mut err = BufReader::new(launcher.stderr.take().unwrap());
+    let mut guard = Kill(launcher, None);
+    let mut pid = String::new();
+    err.read_line(&mut pid).unwrap();
+    let pid = pid.trim().to_string();
+    guard.1 = Some(pid.clone());
+    // The SIGSTOP the launcher left it with takes effect asynchronously.
+    let start = std::time::Instant::now();
+    while !std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .contains("State:\tT")
+    {
+        assert!(start.elapsed() < Duration::from_secs(10), "never stopped");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    assert!(!maps.contains("libc.so"), "no library loaded yet");
+
+    let out_ctl = ctl(&["-v", "patch", "-p", &pid, built.patch.to_str().unwrap()]);
+    assert!(out_ctl.status.success(), "{}", stderr(&out_ctl));
+    assert!(
+        stderr(&out_ctl).contains("entry point"),
+        "{}",
+        stderr(&out_ctl)
+    );
+    assert!(
+        Command::new("kill")
+            .args(["-CONT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut lines = BufReader::new(out).lines();
+    for _ in 0..3 {
+        assert_eq!(lines.next().unwrap().unwrap(), case.after);
+    }
+}

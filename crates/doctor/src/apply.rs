@@ -25,6 +25,7 @@ use crate::relocate;
 use crate::report::{PatchOutcome, ProcessReport};
 use crate::resolve::{self, Context};
 use crate::safety::{Busy, Checker};
+use crate::startup;
 use crate::undo_log::{Undo, UndoLog};
 use crate::unpatch;
 
@@ -74,6 +75,23 @@ pub fn patch_process(pid: i32, patches: &[Patch], opts: &Options) -> Result<Proc
     if !patient::exists(pid) {
         return Err(Error::NoSuchProcess { pid });
     }
+    // A process that has not reached its entry point yet (the dynamic
+    // linker is still loading libraries): run it to the entry point under a
+    // trap, then prepare and patch it there, before main runs.
+    let early = match startup::entry_if_starting(pid)? {
+        Some(entry) => Some(startup::run_to_entry(pid, entry, opts.timeout)?),
+        None => None,
+    };
+    run(pid, patches, opts, early)
+}
+
+/// The apply flow; `early` is the patient already held at its entry point.
+fn run(
+    pid: i32,
+    patches: &[Patch],
+    opts: &Options,
+    mut early: Option<Held>,
+) -> Result<ProcessReport> {
     let maps = maps::read(pid)?;
     let objects = object::loaded_objects(pid, &maps)?;
     let (retired, applied): (Vec<Record>, Vec<Record>) = record::scan(pid, &maps)?
@@ -124,7 +142,7 @@ pub fn patch_process(pid: i32, patches: &[Patch], opts: &Options) -> Result<Proc
     }
 
     let checker = Checker::new(pid, &objects, &maps);
-    let (ifuncs, ifunc_stop) = call_ifunc_resolvers(pid, patches, &todo, &objects)?;
+    let (ifuncs, ifunc_stop) = call_ifunc_resolvers(pid, patches, &todo, &objects, early.as_mut())?;
     let scene = Scene {
         pid,
         patches,
@@ -149,7 +167,10 @@ pub fn patch_process(pid: i32, patches: &[Patch], opts: &Options) -> Result<Proc
     }
 
     let syscall_insn = crate::syscall::find_syscall_insn(pid, &maps);
-    let mut held = Held::hold(pid)?;
+    let mut held = match early {
+        Some(h) => h,
+        None => Held::hold(pid)?,
+    };
     held.use_syscall_insn(syscall_insn);
     let mut undo = UndoLog::default();
     let result = switch(&mut held, &scene, &mut prepared, &checker, opts, &mut undo);
@@ -265,6 +286,7 @@ fn call_ifunc_resolvers(
     patches: &[Patch],
     todo: &[(usize, usize)],
     objects: &[LoadedObject],
+    already_held: Option<&mut Held>,
 ) -> Result<(HashMap<String, u64>, Duration)> {
     let mut wanted: Vec<(String, u64)> = Vec::new();
     for &(pi, _) in todo {
@@ -278,13 +300,17 @@ fn call_ifunc_resolvers(
     if wanted.is_empty() {
         return Ok((out, Duration::ZERO));
     }
-    let mut held = Held::hold(pid)?;
+    let mut own = None;
+    let held = match already_held {
+        Some(h) => h,
+        None => own.insert(Held::hold(pid)?),
+    };
     for (name, resolver) in wanted {
         let implementation = held.call(resolver, [0; 6])?;
         tracing::debug!("IFUNC {name}: resolver {resolver:#x} chose {implementation:#x}");
         out.insert(name, implementation);
     }
-    Ok((out, held.stopped_for()))
+    Ok((out, own.map_or(Duration::ZERO, |h| h.stopped_for())))
 }
 
 /// Prepares patch `pi` for object `ti` at the nearest workable address.

@@ -33,6 +33,7 @@ pub mod report;
 pub mod resolve;
 pub mod safety;
 mod stack_scan;
+pub mod startup;
 pub mod storage;
 mod syscall;
 mod undo_log;
