@@ -491,13 +491,13 @@ fn ctl_exe_and_library_in_one_go_patch_make() {
     support::patch_and_unpatch(&case, &built);
 }
 
-/// Eight threads in the patched function's neighbourhood, many
+/// Eight threads in the patched function's neighbourhood, 200
 /// patch/unpatch cycles: every thread switches, none loses or repeats a
 /// call (per-thread sequence numbers stay consecutive), none goes back to
 /// old code after it ran new code within one cycle.
 #[test]
 fn ctl_eight_threads_many_cycles() {
-    const CYCLES: usize = 40;
+    const CYCLES: usize = 200;
     let case = Case::load("ctl_threads");
     let built = build_by_recipe(&case, Flavour::PIE_O2_G);
     let w = Watched::start(&built, &[]);

@@ -5,10 +5,15 @@
 //! jumps; `unpatch` undoes exactly that.
 //!
 //! Read it top-down in the order of the seed's walk-through: `patient`
-//! (hold every thread) -> `maps`/`object` (what is loaded where) -> `patch`
-//! (the file) -> `layout`/`region` (where it goes) -> `resolve` -> `relocate`
-//! -> `safety` (with `unwind`) -> `hunk` -> `record` (what we leave behind
-//! for `unpatch`/`info`); `apply` and `unpatch` drive the flow.
+//! (hold every thread; `ptrace` and `syscall` underneath) -> `startup` (a
+//! process still in its dynamic linker is run to its entry point first) ->
+//! `maps`/`object` (what is loaded where, in link-map order) -> `storage`/
+//! `patch` (the file) -> `layout`/`region` (where it goes) -> `resolve` ->
+//! `relocate` (with `jump_table`) -> `safety` (with `unwind`, and
+//! `stack_scan` for code without unwind tables) -> `hunk` -> `record` (what
+//! we leave behind for `unpatch`/`info`); `apply` and `unpatch` drive the
+//! flow, `undo_log` takes back every write when a step after the first
+//! write fails.
 //!
 //! It must never leave a patient stopped or half-patched, never write to a
 //! patient before everything that can fail without writing has been
