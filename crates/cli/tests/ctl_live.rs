@@ -256,6 +256,9 @@ fn ctl_patch_twice_info_json_and_exact_unpatch() {
     let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
     assert_eq!(v["pid"].as_i64(), Some(i64::from(patient.pid())));
     assert_eq!(v["status"], "patched");
+    assert_eq!(v["hunks"], 1);
+    assert_eq!(v["objects"][0], built.program.to_str().unwrap());
+    assert!(v["error"].is_null());
     assert_eq!(v["patches"][0]["functions"][0], "i_m_being_patched");
     assert_eq!(v["patches"][0]["build_id"], built.targets[0].as_str());
     assert!(v["stopped_us"].as_u64().unwrap() > 0);

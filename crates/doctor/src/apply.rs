@@ -138,6 +138,7 @@ fn run(
             });
         }
         report.status = "already applied".into();
+        report.collect_objects();
         return Ok(report);
     }
 
@@ -196,6 +197,7 @@ fn run(
         });
     }
     report.status = "patched".into();
+    report.collect_objects();
     Ok(report)
 }
 

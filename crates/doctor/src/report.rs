@@ -34,6 +34,8 @@ impl PatchOutcome {
 pub struct ProcessReport {
     pub pid: i32,
     pub status: String,
+    /// The objects the patches concern (file paths).
+    pub objects: Vec<String>,
     pub patches: Vec<PatchOutcome>,
     /// Number of jumps written or removed.
     pub hunks: usize,
@@ -47,10 +49,23 @@ impl ProcessReport {
         ProcessReport {
             pid,
             status: String::new(),
+            objects: Vec::new(),
             patches: Vec::new(),
             hunks: 0,
             stopped_us: 0,
             error: None,
+        }
+    }
+}
+
+impl ProcessReport {
+    /// Fills `objects` from the patches, each object once.
+    pub fn collect_objects(&mut self) {
+        self.objects.clear();
+        for p in &self.patches {
+            if !self.objects.contains(&p.object) {
+                self.objects.push(p.object.clone());
+            }
         }
     }
 }

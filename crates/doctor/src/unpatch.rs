@@ -218,5 +218,6 @@ pub fn unpatch_process(
     }
     report.hunks = records.iter().map(|r| r.hunks.len()).sum();
     report.status = "unpatched".into();
+    report.collect_objects();
     Ok(report)
 }
