@@ -575,3 +575,131 @@ fn live_cxx_cleanup_no_pie() {
         patch_live(dir.path(), "foo");
     }
 }
+
+// ---- the doctor's stack walker reads the patch's .kpatch.eh_frame ----
+
+/// ELF gABI symbol type of a function (cli tests have no ELF crate).
+const STT_FUNC: u8 = 2;
+
+/// A thread's stack for the unwinder: `bytes` from `at` on, nothing else.
+struct FakeStack {
+    at: u64,
+    bytes: Vec<u8>,
+}
+
+impl doctor::unwind::Memory for FakeStack {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), doctor::unwind::MemoryError> {
+        let fail = || doctor::unwind::MemoryError {
+            addr,
+            len: buf.len(),
+            reason: "outside the fake stack".into(),
+        };
+        let from = addr.checked_sub(self.at).ok_or_else(fail)? as usize;
+        let src = self.bytes.get(from..from + buf.len()).ok_or_else(fail)?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+}
+
+/// The doctor's own path for a patch region, without a process: parse the
+/// .kpatch, lay it out, relocate it at a base, give the relocated
+/// `.kpatch.eh_frame` to its unwind tables for the region's code, and walk
+/// a thread stopped at the entry of each patch function (and, where the
+/// code is the -O0 frame-pointer prologue, inside its body).
+#[test]
+fn doctor_unwinds_patch_frames_from_kpatch_eh_frame() {
+    use doctor::patch::Place;
+    use doctor::resolve::Value;
+    use doctor::unwind::{Registers, Tables};
+
+    for cflags in [&[][..], &["-O2", "-g"][..], &["-fno-pie", "-no-pie"][..]] {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        full_recipe(d, "foo.c", "bar.c", cflags, &[]);
+        let patch = doctor::patch::load(&d.join("foo.kpatch")).unwrap();
+        let layout = doctor::layout::plan(&patch);
+        // Low enough for -no-pie's 32-bit absolute references to the
+        // original, within PC32 reach of it.
+        let base = 0x2000_0000u64;
+        let values: Vec<Value> = patch
+            .symbols
+            .iter()
+            .map(|s| {
+                let addr = match s.place {
+                    Place::Section(i) => match layout.section_offset.get(i).copied().flatten() {
+                        Some(off) => base + off + s.value,
+                        None => 0x40_0000 + i as u64 * 0x1_0000 + s.value,
+                    },
+                    _ => 0x7f99_0000_0000,
+                };
+                let imported = matches!(s.place, Place::Undefined);
+                Value {
+                    addr,
+                    imported,
+                    kind: if imported { STT_FUNC } else { s.kind },
+                }
+            })
+            .collect();
+        let image = doctor::relocate::build_image(&patch, &layout, base, &values, 0).unwrap();
+        let index = |name: &str| {
+            patch
+                .sections
+                .iter()
+                .position(|s| s.name == name)
+                .unwrap_or_else(|| panic!("{name} in the patch"))
+        };
+        let (eh, text) = (index(".kpatch.eh_frame"), index(".kpatch.text"));
+        let eh_off = layout.section_offset[eh].unwrap();
+        let eh_bytes = image[eh_off as usize..(eh_off + patch.sections[eh].size) as usize].to_vec();
+        let text_off = layout.section_offset[text].unwrap();
+        let code = base + text_off..base + text_off + patch.sections[text].size;
+        let mut tables = Tables::new();
+        tables
+            .add_code("patch", code, eh_bytes, base + eh_off)
+            .unwrap();
+        let functions: Vec<_> = patch
+            .symbols
+            .iter()
+            .filter(|s| s.place == Place::Section(text) && s.size > 0 && s.kind == STT_FUNC)
+            .collect();
+        assert!(!functions.is_empty());
+        assert_eq!(tables.fde_count(), functions.len(), "{cflags:?}");
+
+        let rsp = 0x7ffd_0000_1000u64;
+        let mut inside = 0;
+        for f in &functions {
+            let entry = base + text_off + f.value;
+            // At the entry the return address (0: outermost) is at rsp.
+            let stack = FakeStack {
+                at: rsp,
+                bytes: vec![0; 64],
+            };
+            let regs = Registers {
+                rip: entry,
+                rsp,
+                ..Default::default()
+            };
+            let frames = doctor::unwind::unwind(&regs, &stack, &tables, 8)
+                .unwrap_or_else(|e| panic!("{cflags:?} {}: {e}", f.name));
+            assert_eq!(frames[0].object.as_deref(), Some("patch"), "{frames:?}");
+            assert_eq!(frames[0].cfa, Some(rsp + 8), "{}: {frames:?}", f.name);
+            // After push %rbp; mov %rsp,%rbp the CFA is rbp + 16.
+            let at = (text_off + f.value) as usize;
+            if image[at..at + 4] == [0x55, 0x48, 0x89, 0xe5] {
+                let regs = Registers {
+                    rip: entry + 4,
+                    rsp: rsp - 0x20,
+                    rbp: rsp,
+                    ..Default::default()
+                };
+                let frames = doctor::unwind::unwind(&regs, &stack, &tables, 8)
+                    .unwrap_or_else(|e| panic!("{cflags:?} {} body: {e}", f.name));
+                assert_eq!(frames[0].cfa, Some(rsp + 16), "{}: {frames:?}", f.name);
+                inside += 1;
+            }
+        }
+        if !cflags.contains(&"-O2") {
+            assert!(inside > 0, "{cflags:?}: no -O0 prologue found");
+        }
+    }
+}
