@@ -5,7 +5,9 @@
 
 mod support;
 
-use support::{Case, Flavour, build_by_patch_make, build_by_recipe, patch_and_unpatch};
+use support::{
+    Case, Flavour, Patient, build_by_patch_make, build_by_recipe, ctl, patch_and_unpatch,
+};
 
 fn by_recipe(case: &str, flavour: Flavour) {
     let case = Case::load(case);
@@ -30,4 +32,54 @@ fn multi_file_project_patch_make() {
 #[test]
 fn multi_file_project_recipe() {
     by_recipe("field_multi", Flavour::PIE_O2_G);
+}
+
+/// A handler reached through a function-pointer table, running in four
+/// threads, gets a new helper function and a new global counter.
+#[test]
+fn threaded_callback_patch_make() {
+    by_patch_make("field_workers", Flavour::PIE_O2_G);
+}
+
+#[test]
+fn threaded_callback_nopie_recipe() {
+    by_recipe("field_workers", Flavour::NOPIE_O2_G);
+}
+
+/// A loopback TCP server answers a forked client that never stops
+/// talking; any lost or reordered answer prints a line the harness rejects.
+#[test]
+fn tcp_server_under_load_patch_make() {
+    by_patch_make("field_server", Flavour::PIE_O2_G);
+}
+
+#[test]
+fn tcp_server_under_load_nopie_recipe() {
+    by_recipe("field_server", Flavour::NOPIE_O2_G);
+}
+
+/// The fix lands in a function inlined into a loop that never returns: the
+/// doctor must refuse by name and leave the server answering as before.
+#[test]
+fn tcp_server_fix_inlined_into_endless_loop_is_refused() {
+    let case = Case::load("field_server_inline");
+    let built = build_by_patch_make(&case, Flavour::PIE_O2_G);
+    let mut patient = Patient::start(&built);
+    patient.wait_for(&case.before, &[]);
+    let pid = patient.pid_arg();
+    let patch = built.patch.to_string_lossy().into_owned();
+    let out = ctl(&["patch", "-p", &pid, &patch]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "patch was applied: {stderr}");
+    assert!(
+        stderr.contains("unsafe") && stderr.contains("`serve`"),
+        "refusal does not name the busy function: {stderr}"
+    );
+    patient.expect_steady(&case.before, 3);
+    let info = ctl(&["info", "-p", &pid]);
+    assert!(info.status.success());
+    assert!(
+        !String::from_utf8_lossy(&info.stdout).contains("patch "),
+        "info lists a patch after a refused one"
+    );
 }
