@@ -1012,3 +1012,42 @@ fn ctl_patches_a_starting_process_before_main() {
         assert_eq!(lines.next().unwrap().unwrap(), case.after);
     }
 }
+
+/// The patient dies while libcare-ctl waits for a safe moment: the command
+/// ends promptly with one line saying so, instead of waiting out its
+/// timeout or hanging.
+#[test]
+fn ctl_patient_exiting_mid_patch_is_reported() {
+    let case = Case::load("ctl_busy");
+    let built = build_by_recipe(&case, Flavour::PIE_O2_G);
+    let mut patient = Patient::start(&built);
+    patient.wait_for(&case.before, &[]);
+    let pid = patient.pid().to_string();
+    let mut run = Command::new(support::tool("libcare-ctl"))
+        .args(["patch", "-p", &pid, "--timeout", "20"])
+        .arg(&built.patch)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        Command::new("kill")
+            .args(["-KILL", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let start = std::time::Instant::now();
+    while run.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(10) {
+            let _ = run.kill();
+            let _ = run.wait();
+            panic!("libcare-ctl still waiting after its patient died");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = run.wait_with_output().unwrap();
+    refused(&out, &format!("process {pid}"));
+    drop(patient);
+}

@@ -9,6 +9,8 @@ pub enum Error {
     // ---- the patient -------------------------------------------------------
     #[error("process {pid} does not exist")]
     NoSuchProcess { pid: i32 },
+    #[error("process {pid} exited while being patched")]
+    Exited { pid: i32 },
     #[error("ptrace {op} on thread {tid} failed: {source}")]
     Ptrace {
         op: &'static str,

@@ -40,9 +40,23 @@ pub struct Held {
     pub(crate) syscall_insn: Option<u64>,
 }
 
-/// Whether process `pid` exists (as a process, not a thread of another).
+/// Whether process `pid` exists (as a process, not a thread of another)
+/// and has not ended (a zombie waiting for its parent does not count).
 pub fn exists(pid: i32) -> bool {
-    pid > 0 && std::path::Path::new(&format!("/proc/{pid}/task/{pid}")).exists()
+    pid > 0 && task_alive(pid, pid)
+}
+
+/// Whether thread `tid` of `pid` is there and not dead (state Z or X).
+fn task_alive(pid: i32, tid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")) else {
+        return false;
+    };
+    // "tid (comm) S ...": the state follows the last ')'.
+    let state = stat
+        .rsplit(')')
+        .next()
+        .and_then(|r| r.trim_start().chars().next());
+    !matches!(state, Some('Z' | 'X') | None)
 }
 
 fn task_ids(pid: i32) -> Result<BTreeSet<i32>> {
@@ -95,11 +109,13 @@ impl Held {
     }
 
     fn catch_all_threads(&mut self) -> Result<()> {
+        // Threads found dead (exited, not yet reaped): listed but not ours.
+        let mut dead = BTreeSet::new();
         loop {
             let known: BTreeSet<i32> = self.threads.iter().map(|t| t.tid).collect();
             let new: Vec<i32> = task_ids(self.pid)?
                 .into_iter()
-                .filter(|t| !known.contains(t))
+                .filter(|t| !known.contains(t) && !dead.contains(t))
                 .collect();
             if new.is_empty() {
                 return Ok(());
@@ -111,7 +127,10 @@ impl Held {
                     Err(Error::Ptrace {
                         source: nix::errno::Errno::ESRCH,
                         ..
-                    }) => continue,
+                    }) => {
+                        dead.insert(tid);
+                        continue;
+                    }
                     // Auto-attached when a thread we trace created it:
                     // its first stop is on its way.
                     Err(Error::Ptrace {
@@ -123,6 +142,14 @@ impl Held {
                             regs: zero_regs(),
                             stopped: false,
                         });
+                        continue;
+                    }
+                    // A thread that has ended but is not reaped yet.
+                    Err(Error::Ptrace {
+                        source: nix::errno::Errno::EPERM,
+                        ..
+                    }) if !task_alive(self.pid, tid) => {
+                        dead.insert(tid);
                         continue;
                     }
                     Err(Error::Ptrace {
@@ -153,6 +180,7 @@ impl Held {
                         t.stopped = true;
                     } else {
                         self.threads.remove(i);
+                        dead.insert(tid);
                     }
                 }
             }
@@ -213,9 +241,13 @@ impl Held {
                 self.threads.remove(i);
             }
         }
-        self.catch_all_threads()?;
+        let pid = self.pid;
+        self.catch_all_threads().map_err(|e| match e {
+            Error::NoSuchProcess { .. } => Error::Exited { pid },
+            e => e,
+        })?;
         if self.threads.is_empty() {
-            return Err(Error::NoSuchProcess { pid: self.pid });
+            return Err(Error::Exited { pid: self.pid });
         }
         Ok(())
     }
@@ -234,7 +266,9 @@ impl Held {
         }
         let restore = |held: &Held| {
             for &(a, b) in saved.iter().rev() {
-                if let Err(e) = held.write(a, &[b]) {
+                if let Err(e) = held.write(a, &[b])
+                    && exists(held.pid)
+                {
                     tracing::error!("removing breakpoint at {a:#x}: {e}");
                 }
             }
@@ -258,7 +292,7 @@ impl Held {
         let mut hit = false;
         let outcome = (|| -> Result<()> {
             let mut last_scan = Instant::now();
-            while !hit && Instant::now() < deadline {
+            while !hit && !self.threads.is_empty() && Instant::now() < deadline {
                 let mut quiet = true;
                 let tids: Vec<i32> = self.threads.iter().map(|t| t.tid).collect();
                 for tid in tids {
@@ -307,9 +341,13 @@ impl Held {
         let stop_all = self.stop_running(traps);
         outcome?;
         stop_all?;
-        self.catch_all_threads()?;
+        let pid = self.pid;
+        self.catch_all_threads().map_err(|e| match e {
+            Error::NoSuchProcess { .. } => Error::Exited { pid },
+            e => e,
+        })?;
         if self.threads.is_empty() {
-            return Err(Error::NoSuchProcess { pid: self.pid });
+            return Err(Error::Exited { pid: self.pid });
         }
         Ok(hit)
     }
@@ -398,12 +436,18 @@ impl Held {
     }
 
     /// The thread used to run injected syscalls: the main one if present.
-    pub(crate) fn worker_tid(&self) -> i32 {
+    pub(crate) fn worker_tid(&self) -> Result<i32> {
         self.threads
             .iter()
             .find(|t| t.tid == self.pid)
-            .unwrap_or(&self.threads[0])
-            .tid
+            .or(self.threads.first())
+            .map(|t| t.tid)
+            .ok_or(Error::Exited { pid: self.pid })
+    }
+
+    /// Whether the patient still has threads to work with.
+    pub fn alive(&self) -> bool {
+        !self.threads.is_empty() && exists(self.pid)
     }
 
     pub(crate) fn note_signal(&mut self, tid: i32, sig: Signal) {

@@ -43,7 +43,7 @@ impl Held {
     /// (negative errno on failure).
     pub fn syscall(&mut self, nr: i64, args: [u64; 6]) -> Result<i64> {
         let insn = self.syscall_insn()?;
-        let tid = self.worker_tid();
+        let tid = self.worker_tid()?;
         let saved = ptrace::getregs(tid)?;
         let mut regs = saved;
         regs.rip = insn;
@@ -84,7 +84,7 @@ impl Held {
 
     /// Calls `func(args...)` in the patient and returns `rax`.
     pub fn call(&mut self, func: u64, args: [u64; 6]) -> Result<u64> {
-        let tid = self.worker_tid();
+        let tid = self.worker_tid()?;
         let saved = ptrace::getregs(tid)?;
         // Far below the red zone and whatever the thread was doing, aligned
         // as at a call site (rsp + 8 is 16-aligned inside the callee).

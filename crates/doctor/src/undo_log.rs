@@ -21,6 +21,10 @@ impl UndoLog {
     /// Undoes everything, newest first. Failures are logged, not returned:
     /// the original error is what the operator needs to see.
     pub fn roll_back(self, held: &mut Held) {
+        if !held.alive() {
+            // The patient is gone, and with it everything we wrote.
+            return;
+        }
         for u in self.0.into_iter().rev() {
             let r = match u {
                 Undo::Restore { addr, bytes } => held.write(addr, &bytes),
