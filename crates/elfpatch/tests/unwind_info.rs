@@ -361,7 +361,7 @@ fn section_range(patch: &[u8], at: &[u64], name: &str) -> std::ops::Range<u64> {
 
 /// try/catch in a C++ member function (PIE): the personality is reached
 /// through the original's `DW.ref.__gxx_personality_v0`, the LSDA is the
-/// patch's own copy in `.kpatch.data`.
+/// patch's own copy in `.kpatch.rodata` (read-only, like the original).
 #[test]
 fn cxx_try_catch_pie() {
     for cflags in [&[][..], &["-O2", "-g"][..]] {
@@ -376,7 +376,7 @@ fn cxx_try_catch_pie() {
         let at = placement(&patch);
         let dw_ref = placed(&patch, &at, "DW.ref.__gxx_personality_v0");
         assert_eq!(cfi.personalities, vec![Pointer::Indirect(dw_ref)]);
-        let data = section_range(&patch, &at, ".kpatch.data");
+        let data = section_range(&patch, &at, ".kpatch.rodata");
         assert!(!cfi.lsdas.is_empty());
         for lsda in &cfi.lsdas {
             assert!(data.contains(lsda), "LSDA {lsda:#x} outside {data:x?}");
@@ -420,7 +420,7 @@ fn cxx_cleanup_no_pie_is_made_position_independent() {
         let (_, &slot) = slot.expect("personality reached through a slot");
         assert_eq!(cfi.personalities, vec![Pointer::Indirect(slot)]);
         let at = placement(&patch);
-        let data = section_range(&patch, &at, ".kpatch.data");
+        let data = section_range(&patch, &at, ".kpatch.rodata");
         assert!(!cfi.lsdas.is_empty());
         for lsda in &cfi.lsdas {
             assert!(data.contains(lsda), "LSDA {lsda:#x} outside {data:x?}");

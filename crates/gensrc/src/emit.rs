@@ -1,6 +1,7 @@
 //! Writes the augmented assembly: the original text untouched (plus an end
 //! label after each function the patch replaces), then the patch: new code
-//! in `.kpatch.text`, new data in `.kpatch.data`, names in
+//! in `.kpatch.text`, new data in `.kpatch.data` (`.kpatch.rodata` when
+//! it comes from a read-only section), names in
 //! `.kpatch.strtab` and one 48-byte `InfoEntry` per function in
 //! `.kpatch.info` (layout of `kpatch-file::InfoEntry`).
 
@@ -21,7 +22,20 @@ use crate::rename::Pairing;
 use crate::section::SecKind;
 
 pub const TEXT_SECTION: &str = "\t.section\t.kpatch.text,\"ax\",@progbits";
-pub const DATA_SECTION: &str = "\t.section\t.kpatch.data,\"aw\",@progbits";
+/// Section operands for patch data.
+pub const DATA_SECTION: &str = ".kpatch.data,\"aw\",@progbits";
+/// Copies of read-only data (exception tables, constants, strings): see
+/// [`crate::section::Section::is_read_only`].
+pub const RODATA_SECTION: &str = ".kpatch.rodata,\"a\",@progbits";
+
+/// The patch section (operands) for data copied from section `sec` of `m`.
+fn data_section(m: &Model<'_>, sec: crate::section::SecId) -> &'static str {
+    if m.sections.get(sec).is_read_only() {
+        RODATA_SECTION
+    } else {
+        DATA_SECTION
+    }
+}
 
 pub struct Emitter<'r, 'p, 'o> {
     orig: &'r Model<'o>,
@@ -363,6 +377,7 @@ impl<'r, 'p, 'o> Emitter<'r, 'p, 'o> {
             if matches!(kind, SecKind::Debug | SecKind::Other) {
                 continue;
             }
+            // Text: (true, subsection); data: (false, 1 if read-only).
             let target = if kind == SecKind::Text {
                 let n = text_secs.iter().position(|&s| s == sec).unwrap_or_else(|| {
                     text_secs.push(sec);
@@ -370,7 +385,7 @@ impl<'r, 'p, 'o> Emitter<'r, 'p, 'o> {
                 });
                 (true, n)
             } else {
-                (false, 0)
+                (false, usize::from(p.sections.get(sec).is_read_only()))
             };
             let is_switch = matches!(st.kind, Kind::Directive { name, .. } if canon::is_section_directive(name));
             if is_switch {
@@ -380,7 +395,7 @@ impl<'r, 'p, 'o> Emitter<'r, 'p, 'o> {
                 if target.0 {
                     let _ = writeln!(out, "{TEXT_SECTION}\n\t.subsection {}", target.1);
                 } else {
-                    let _ = writeln!(out, "{DATA_SECTION}");
+                    let _ = writeln!(out, "\t.section\t{}", data_section(p, sec));
                 }
                 cur_target = Some(target);
             }
@@ -505,7 +520,7 @@ impl<'r, 'p, 'o> Emitter<'r, 'p, 'o> {
     fn local_data(&mut self, label: &'p str, out: &mut String) -> Result<(), Error> {
         let p = self.patched;
         let obj = &p.objects[p.local_data[label]];
-        let _ = writeln!(out, "\t.pushsection\t.kpatch.data,\"aw\",@progbits");
+        let _ = writeln!(out, "\t.pushsection\t{}", data_section(p, obj.section));
         if let Some((n, a)) = obj.align {
             let _ = writeln!(out, "\t{n}\t{a}");
         }
@@ -542,7 +557,11 @@ impl<'r, 'p, 'o> Emitter<'r, 'p, 'o> {
             });
         }
         let _ = writeln!(out, "#---------- var {name} ---------");
-        out.push_str("\t.pushsection\t.kpatch.data,\"aw\",@progbits\n");
+        let sec = match sym.object {
+            Some(o) => data_section(p, p.objects[o].section),
+            None => DATA_SECTION,
+        };
+        let _ = writeln!(out, "\t.pushsection\t{sec}");
         // Weak stays weak: two patches (or a patch and another object)
         // may both bring the same COMDAT data, e.g. DW.ref.__gxx_personality_v0.
         if sym.weak {

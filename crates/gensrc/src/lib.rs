@@ -25,8 +25,11 @@
 //!   each function): `.file N` entries the copied `.loc`s need are all
 //!   declared by then.
 //! - Inside a copied group every text section maps to `.kpatch.text`
-//!   (`.cold` parts to subsection 1, after all hot code), every data
-//!   section to `.kpatch.data`. New variables, `.bss`/`.comm`/`.lcomm`
+//!   (`.cold` parts to subsection 1, after all hot code), every writable
+//!   data section to `.kpatch.data`, every read-only one (`.rodata*`,
+//!   `.gcc_except_table`, no `w` flag) to `.kpatch.rodata`: a `-no-pie`
+//!   LSDA holds 32-bit absolute addresses that `ld` refuses in writable
+//!   data. New variables, `.bss`/`.comm`/`.lcomm`
 //!   included, become initialized (zero-filled) `.kpatch.data`, so the
 //!   apply side never has to allocate NOBITS space. New thread-local
 //!   variables are refused: a running process's TLS blocks cannot grow.

@@ -30,6 +30,22 @@ pub struct Section<'a> {
 }
 
 impl Section<'_> {
+    /// Allocated data the program never writes: `.rodata*`, exception
+    /// tables, or any data section declared without `w`. What the patch
+    /// copies from such a section must stay read-only too: in `-no-pie`
+    /// code it holds 32-bit absolute addresses (an LSDA's type table),
+    /// which `ld` refuses in a writable section of a position-dependent
+    /// executable.
+    pub fn is_read_only(&self) -> bool {
+        if self.kind != SecKind::Data || self.is_tls() {
+            return false;
+        }
+        match self.flags {
+            Some(f) => !f.contains('w'),
+            None => self.name.starts_with(".rodata") || self.name.starts_with(".gcc_except_table"),
+        }
+    }
+
     pub fn is_tls(&self) -> bool {
         self.name.starts_with(".tdata")
             || self.name.starts_with(".tbss")
@@ -197,6 +213,33 @@ mod tests {
         t.apply(&mut s, ".popsection", "").unwrap();
         assert_eq!(s.get(t.current).name, ".text");
         assert!(t.apply(&mut s, ".popsection", "").is_err());
+    }
+
+    #[test]
+    fn read_only_data_is_told_by_flags_then_by_name() {
+        let mut s = Sections::default();
+        let ro = [
+            s.intern(".rodata", None),
+            s.intern(".rodata.str1.1", Some("aMS")),
+            s.intern(".gcc_except_table", Some("a")),
+            s.intern(".gcc_except_table._Z1fv", None),
+            s.intern(".rodata.cst16", Some("aM")),
+        ];
+        let rw = [
+            s.intern(".data", None),
+            s.intern(".bss", None),
+            s.intern(".data.rel.ro.local", Some("aw")),
+            s.intern(".rodata.odd", Some("aw")),
+            s.intern(".tdata", Some("awT")),
+            s.intern(".text.unlikely", Some("ax")),
+            s.intern(".debug_info", Some("")),
+        ];
+        for id in ro {
+            assert!(s.get(id).is_read_only(), "{}", s.get(id).name);
+        }
+        for id in rw {
+            assert!(!s.get(id).is_read_only(), "{}", s.get(id).name);
+        }
     }
 
     #[test]

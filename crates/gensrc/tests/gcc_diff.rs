@@ -970,16 +970,27 @@ fn new_variables_of_every_kind_live_in_the_patch() {
             );
         }
         let want = vars;
-        // Every new variable is defined after a switch to .kpatch.data.
+        // Every new variable is defined after a switch to .kpatch.data,
+        // or .kpatch.rodata when gcc put it in read-only data (a const
+        // pointer array is .data.rel.ro, writable, in PIE code).
         let part = patch_part(&out.text);
+        let nopie = b.lflags.contains(&"-no-pie");
         for v in &want {
             let at = part
                 .find(&format!("\n{v}:"))
                 .unwrap_or_else(|| panic!("{v} not defined:\n{part}"));
             let sec = part[..at].rfind(".pushsection").unwrap();
+            let read_only = v == "table" || (v == "names" && nopie);
+            let want_sec = if read_only {
+                ".pushsection\t.kpatch.rodata,\"a\""
+            } else {
+                ".pushsection\t.kpatch.data,\"aw\""
+            };
             assert!(
-                part[sec..at].starts_with(".pushsection\t.kpatch.data"),
-                "{v}"
+                part[sec..at].starts_with(want_sec),
+                "{v} {:?}: {}",
+                b.cflags,
+                &part[sec..at]
             );
         }
         let orig = c.link("o", &o, b);
@@ -1241,4 +1252,117 @@ fn existing_thread_local_is_referenced_in_every_tls_model() {
     );
     assert!(patch_part(&out.text).contains("data16\tleaq\ttv@tlsgd(%rip), %rdi"));
     assert_patch_sections(&c.link("libop.so", &out.text, SHARED_O2G));
+}
+
+// ---- read-only data the patch copies stays read-only ----
+
+const CXX_GUARDED: &str = r#"
+#include <cstdio>
+#include <stdexcept>
+__attribute__((noinline)) int check(int x)
+{
+	if (x < 0)
+		throw std::runtime_error("negative");
+	return x * 2;
+}
+__attribute__((noinline)) int guarded(int x)
+{
+	try {
+		return check(x);
+	} catch (const std::exception &e) {
+		std::printf("caught %s\n", e.what());
+		return -1;
+	}
+}
+"#;
+
+const CXX_GUARDED_DRIVER: &str = r#"
+#include <cstdio>
+extern int guarded_k(int) __asm__("_Z7guardedi.kpatch");
+int main()
+{
+	std::printf("%d\n", guarded_k(-3));
+	std::printf("%d\n", guarded_k(5));
+	return 0;
+}
+"#;
+
+/// Section flags (readelf `-S` "Flg" column) of `name` in `file`.
+fn section_flags(file: &Path, name: &str) -> Option<String> {
+    let s = readelf(&["-SW"], file);
+    let line = s.lines().find(|l| {
+        l.split_whitespace()
+            .any(|w| w == name || w.trim_start_matches(']') == name)
+    })?;
+    // "[Nr] Name Type Address Off Size ES Flg Lk Inf Al": Flg is the 8th
+    // field after the bracketed number, absent when empty.
+    let fields: Vec<&str> = line.split(']').nth(1)?.split_whitespace().collect();
+    (fields.len() == 10).then(|| fields[6].to_string())
+}
+
+#[test]
+fn cxx_try_catch_patch_links_and_catches_without_pie() {
+    const NOPIE_CXX_O2G: Build = Build {
+        cflags: &["-O2", "-g", "-fno-pie"],
+        lflags: &["-no-pie"],
+    };
+    for b in [NOPIE_CXX_O2G, NOPIE_O0, PIE_O2G, SHARED_O2G] {
+        let c = Case::new();
+        let asm = |name: &str, src: &str| {
+            let cc = c.path(&format!("{name}.cc"));
+            std::fs::write(&cc, src).unwrap();
+            let s = c.path(&format!("{name}.s"));
+            run(Command::new("g++")
+                .args(b.cflags)
+                .arg("-S")
+                .arg(&cc)
+                .arg("-o")
+                .arg(&s));
+            std::fs::read_to_string(s).unwrap()
+        };
+        let o = asm("o", CXX_GUARDED);
+        let p = asm("p", &CXX_GUARDED.replace("caught %s", "rescued %s"));
+        let out = diff(&o, &p, &Options::default());
+        let mut funcs = patched_functions(&out.text);
+        funcs.retain(|f| f != "_Z7guardedi.cold");
+        assert_eq!(funcs, ["_Z7guardedi"]);
+        let part = patch_part(&out.text);
+        assert!(
+            part.contains(".kpatch.rodata"),
+            "LSDA and string not in read-only patch data:\n{part}"
+        );
+        std::fs::write(c.path("aug.s"), &out.text).unwrap();
+        if b.lflags == ["-shared"] {
+            let so = c.path("libaug.so");
+            run(Command::new("g++")
+                .args(b.lflags)
+                .arg("-o")
+                .arg(&so)
+                .arg(c.path("aug.s"))
+                .arg("-Wl,-q"));
+            assert_patch_sections(&so);
+            let d = readelf(&["-dW"], &so);
+            assert!(!d.contains("TEXTREL"), "text relocations:\n{d}");
+            assert_eq!(section_flags(&so, ".kpatch.rodata").as_deref(), Some("A"));
+            continue;
+        }
+        std::fs::write(c.path("drv.cc"), CXX_GUARDED_DRIVER).unwrap();
+        let exe = c.path("got");
+        run(Command::new("g++")
+            .args(b.cflags)
+            .args(b.lflags)
+            .arg("-o")
+            .arg(&exe)
+            .arg(c.path("drv.cc"))
+            .arg(c.path("aug.s"))
+            .arg("-Wl,-q"));
+        assert_patch_sections(&exe);
+        assert_eq!(section_flags(&exe, ".kpatch.rodata").as_deref(), Some("A"));
+        assert_eq!(
+            run(&mut Command::new(&exe)),
+            "rescued negative\n-1\n10\n",
+            "{:?}",
+            b.cflags
+        );
+    }
 }
