@@ -106,3 +106,20 @@ fn cxx_member_function_nopie_recipe() {
 fn cxx_exception_from_patched_member_patch_make() {
     by_patch_make("field_cxx_throw", Flavour::PIE_O2_G);
 }
+
+/// The same program built without make: the recipe does not depend on
+/// where make keeps its objects.
+#[test]
+fn objdir_removed_by_make_clean_recipe() {
+    by_recipe("field_objdir_clean", Flavour::PIE_O2_G);
+}
+
+/// `make clean` that runs `rm -rf obj` (objects in a subdirectory) makes
+/// libcare-patch-make fail before the patched build: it puts the saved
+/// `obj/.kpatch_*.original.s` back without re-creating `obj/` ("cannot
+/// restore ...: No such file or directory").
+#[test]
+#[ignore = "libcare-patch-make: restoring the original assembly does not re-create a directory removed by make clean"]
+fn objdir_removed_by_make_clean_patch_make() {
+    by_patch_make("field_objdir_clean", Flavour::PIE_O2_G);
+}

@@ -1,0 +1,17 @@
+#include <stdio.h>
+#include <unistd.h>
+
+/* noipa: gcc would otherwise fold the string into the endless loop of main. */
+__attribute__((noipa)) static const char *greeting(void)
+{
+	return "greetings v1";
+}
+
+int main(void)
+{
+	for (;;) {
+		puts(greeting());
+		fflush(stdout);
+		usleep(1000000);
+	}
+}
