@@ -40,7 +40,12 @@
 //! Known limits: a callee inlined everywhere (no body of its own) is not
 //! named in the report, only its lines; `%fs:` thread-local accesses keep
 //! their direct form under `--force-gotpcrel`; an original `.cold` part
-//! the patched function no longer has gets no `.kpatch.info` entry; new
+//! the patched function no longer has gets no `.kpatch.info` entry (it is
+//! reached only from its old parent, which the patch replaces as a whole,
+//! so it stays as it is; but the doctor's stack check then does not see a
+//! thread inside it), while a `.cold` part new in the patched version
+//! travels with its parent into `.kpatch.text` under an entry with no
+//! original; new
 //! data that points into a function that did not change is refused.
 //!
 //! Bench: `cargo bench -p gensrc` compiles generated units of three sizes;

@@ -1366,3 +1366,129 @@ fn cxx_try_catch_patch_links_and_catches_without_pie() {
         );
     }
 }
+
+// ---- a `.cold` part only one side has ----
+
+/// `work` with an `abort()` path, which gcc -O2 splits into `work.cold`.
+const WORK_COLD: &str = "#include <stdlib.h>\nint g;\n\
+    __attribute__((noinline)) int work(int x)\n{\n\tif (x > g + 1000)\n\t\tabort();\n\treturn x * MUL;\n}\n";
+/// The same `work` without the cold path.
+const WORK_PLAIN: &str = "#include <stdlib.h>\nint g;\n\
+    __attribute__((noinline)) int work(int x)\n{\n\treturn x * MUL;\n}\n";
+/// Calls `WORK_SYM` with an ordinary argument, then with one that takes
+/// the cold path when there is one.
+const WORK_DRIVER: &str = "#include <stdio.h>\nextern int work_k(int) __asm__(WORK_SYM);\n\
+    int main(void) { printf(\"%d\\n\", work_k(2)); fflush(stdout); printf(\"%d\\n\", work_k(5000)); return 0; }\n";
+
+/// Builds `drv.c` with `asm` (a file in the case dir), calling `sym`;
+/// returns (stdout, the signal that ended it).
+fn run_work(c: &Case, b: Build, exe: &str, asm: &str, sym: &str) -> (String, Option<i32>) {
+    use std::os::unix::process::ExitStatusExt;
+    std::fs::write(c.path("drv.c"), WORK_DRIVER).unwrap();
+    run(Command::new("gcc")
+        .args(b.cflags)
+        .args(b.lflags)
+        .arg(format!("-DWORK_SYM=\"{sym}\""))
+        .arg("-o")
+        .arg(c.path(exe))
+        .arg(c.path("drv.c"))
+        .arg(c.path(asm))
+        .arg("-Wl,-q"));
+    let out = Command::new(c.path(exe)).output().unwrap();
+    (String::from_utf8(out.stdout).unwrap(), out.status.signal())
+}
+
+/// The section (readelf `-S` name) that symbol `sym` of `file` is defined in.
+fn symbol_section(file: &Path, sym: &str) -> Vec<String> {
+    let secs = readelf(&["-SW"], file);
+    let name_of = |ndx: &str| -> String {
+        let tag = format!("[{ndx:>2}]");
+        secs.lines()
+            .find_map(|l| {
+                let l = l.trim_start();
+                l.strip_prefix(&tag)
+                    .and_then(|r| r.split_whitespace().next())
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| panic!("no section {ndx}:\n{secs}"))
+    };
+    readelf(&["-sW"], file)
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() == 8 && f[7] == sym).then(|| name_of(f[6]))
+        })
+        .collect()
+}
+
+#[test]
+fn cold_part_only_in_the_original_stays_with_the_original() {
+    for b in [PIE_O2G, NOPIE_O2G] {
+        let c = Case::new();
+        let o = c.asm("o", &WORK_COLD.replace("MUL", "3"), b);
+        let p = c.asm("p", &WORK_PLAIN.replace("MUL", "4"), b);
+        assert!(o.contains("work.cold:") && !p.contains(".cold"));
+        let out = diff(&o, &p, &Options::default());
+        // One entry: the parent is replaced as a whole; the old cold part
+        // is reached only from the old parent and stays as it is.
+        assert_eq!(
+            info_entries(&out.text),
+            [("work".to_string(), "work.kpatch".to_string())]
+        );
+        assert_eq!(out.report.changed, ["work"]);
+        assert!(out.report.new_functions.is_empty(), "{:?}", out.report);
+        assert_eq!(original_part(&out.text), o);
+        assert!(!patch_part(&out.text).contains("cold"));
+        std::fs::write(c.path("aug.s"), &out.text).unwrap();
+        let want = run_work(&c, b, "want", "p.s", "work");
+        assert_eq!(want, ("8\n20000\n".to_string(), None));
+        assert_eq!(want, run_work(&c, b, "got", "aug.s", "work.kpatch"));
+        // The original still has its cold part, where it was (ld puts
+        // .text.unlikely into .text), and the patch has none.
+        let (_, sig) = run_work(&c, b, "old", "aug.s", "work");
+        assert_eq!(sig, Some(libc_sigabrt()));
+        assert_eq!(symbol_section(&c.path("old"), "work.cold"), [".text"]);
+        assert_eq!(
+            symbol_section(&c.path("old"), "work.kpatch"),
+            [".kpatch.text"]
+        );
+    }
+}
+
+#[test]
+fn cold_part_new_in_the_patched_version_travels_with_its_parent() {
+    for b in [PIE_O2G, NOPIE_O2G] {
+        let c = Case::new();
+        let o = c.asm("o", &WORK_PLAIN.replace("MUL", "3"), b);
+        let p = c.asm("p", &WORK_COLD.replace("MUL", "4"), b);
+        assert!(!o.contains(".cold") && p.contains("work.cold:"));
+        let out = diff(&o, &p, &Options::default());
+        assert_eq!(patched_functions(&out.text), ["work"]);
+        assert_eq!(out.report.changed, ["work"]);
+        assert_eq!(original_part(&out.text), o);
+        let part = patch_part(&out.text);
+        let at = part.find("\nwork.cold:").expect("cold part in the patch");
+        let sec = part[..at].rfind(".section").unwrap();
+        assert!(
+            part[sec..at].starts_with(".section\t.kpatch.text,\"ax\",@progbits\n\t.subsection 1"),
+            "{part}"
+        );
+        std::fs::write(c.path("aug.s"), &out.text).unwrap();
+        let want = run_work(&c, b, "want", "p.s", "work");
+        assert_eq!(want, ("8\n".to_string(), Some(libc_sigabrt())));
+        assert_eq!(want, run_work(&c, b, "got", "aug.s", "work.kpatch"));
+        assert_eq!(
+            symbol_section(&c.path("got"), "work.cold"),
+            [".kpatch.text"]
+        );
+        // The original never had one and is unchanged.
+        assert_eq!(
+            run_work(&c, b, "old", "aug.s", "work"),
+            ("6\n15000\n".to_string(), None)
+        );
+    }
+}
+
+fn libc_sigabrt() -> i32 {
+    6
+}
