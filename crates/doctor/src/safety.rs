@@ -27,6 +27,9 @@ pub struct Busy {
 pub struct Checker {
     tables: Tables,
     memory: Option<ProcessMemory>,
+    /// Objects that brought no unwind information at all: a walk that
+    /// claims to pass through (or end in) one of them proves nothing.
+    blind: Vec<String>,
 }
 
 const MAX_FRAMES: usize = 4096;
@@ -34,9 +37,16 @@ const MAX_FRAMES: usize = 4096;
 impl Checker {
     pub fn new(pid: i32, objects: &[LoadedObject], maps: &[Mapping]) -> Checker {
         let mut tables = Tables::new();
+        let mut blind = Vec::new();
         for o in objects {
-            if let Err(e) = tables.add_elf(&o.name, o.data(), o.bias) {
-                tracing::debug!("no unwind tables for {}: {e}", o.name);
+            let before = tables.fde_count();
+            match tables.add_elf(&o.name, o.data(), o.bias) {
+                Ok(()) if tables.fde_count() == before => {
+                    tracing::debug!("{} has no unwind tables", o.name);
+                    blind.push(o.name.clone());
+                }
+                Ok(()) => {}
+                Err(e) => tracing::debug!("no unwind tables for {}: {e}", o.name),
             }
         }
         let memory = ProcessMemory::open(pid).ok();
@@ -45,7 +55,11 @@ impl Checker {
         {
             tracing::debug!("no unwind tables for the vDSO: {e}");
         }
-        Checker { tables, memory }
+        Checker {
+            tables,
+            memory,
+            blind,
+        }
     }
 
     /// Every thread that makes the moment unsafe, with what it is doing.
@@ -62,7 +76,30 @@ impl Checker {
                 });
                 continue;
             };
-            match unwind::unwind(&Registers::from(t.regs), mem, &self.tables, MAX_FRAMES) {
+            let walked = unwind::unwind(&Registers::from(t.regs), mem, &self.tables, MAX_FRAMES);
+            let blind = walked.as_ref().ok().and_then(|frames| {
+                frames.iter().find(|f| {
+                    f.object
+                        .as_deref()
+                        .is_some_and(|o| self.blind.iter().any(|b| b == o))
+                })
+            });
+            if let Some(f) = blind {
+                let object = f.object.as_deref().unwrap_or("?").to_string();
+                out.push(Blocker {
+                    tid: t.tid,
+                    function: inside(t.regs.rip)
+                        .or(busy.first())
+                        .map_or("?".into(), |b| b.function.clone()),
+                    detail: format!(
+                        "its stack passes through {object} at {:#x}, which has no unwind tables",
+                        f.pc
+                    ),
+                    return_to: None,
+                });
+                continue;
+            }
+            match walked {
                 Ok(frames) => {
                     // The outermost busy frame: once it returns, none is left.
                     let Some(i) = frames.iter().rposition(|f| inside(f.lookup_pc()).is_some())
