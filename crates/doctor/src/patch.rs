@@ -49,6 +49,8 @@ pub struct PatchSymbol {
     pub size: u64,
     /// `STT_*`.
     pub kind: u8,
+    /// `STB_WEAK`: may stay undefined.
+    pub weak: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -175,6 +177,7 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Patch> {
             value: sym.st_value(e),
             size: sym.st_size(e),
             kind: sym.st_type(),
+            weak: sym.st_bind() == elf::STB_WEAK,
         });
     }
     let mut relocs = Vec::new();

@@ -239,6 +239,7 @@ mod tests {
             value: 0,
             size: 0,
             kind,
+            weak: false,
         }
     }
 

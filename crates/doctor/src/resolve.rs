@@ -124,7 +124,8 @@ fn resolve_one(cx: &Context<'_>, s: &PatchSymbol) -> Result<Value> {
                         kind: f.kind,
                     })
                 }
-                None if s.kind != elf::STT_TLS && is_weak_ok(s) => Ok(Value {
+                // An undefined weak reference resolves to 0, as at link time.
+                None if s.kind != elf::STT_TLS && s.weak => Ok(Value {
                     addr: 0,
                     imported: true,
                     kind: s.kind,
@@ -137,11 +138,6 @@ fn resolve_one(cx: &Context<'_>, s: &PatchSymbol) -> Result<Value> {
             }
         }
     }
-}
-
-fn is_weak_ok(_s: &PatchSymbol) -> bool {
-    // The binding is not kept in our model: an unresolved name is an error.
-    false
 }
 
 /// Objects in the dynamic linker's search order: the link map's order,
