@@ -406,6 +406,10 @@ fn ctl_help_and_usage() {
     let out = ctl(&["--help"]);
     assert!(out.status.success());
     assert!(stdout(&out).contains("patch"));
+    for alias in ["patch-user", "unpatch-user", "info-user"] {
+        let out = ctl(&[alias, "--help"]);
+        assert!(out.status.success(), "{alias}");
+    }
     let out = ctl(&["patch"]);
     assert_eq!(out.status.code(), Some(2));
     let out = ctl(&["frobnicate"]);

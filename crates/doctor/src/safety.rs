@@ -223,6 +223,9 @@ const STACK_SCAN: u64 = 1 << 20;
 
 /// A thread holding a value inside `start..end` in a register or on the live
 /// part of its stack: (tid, where). Conservative: any such word counts.
+/// Pointers the patient stored in its heap or globals are not searched: a
+/// patch whose code hands out pointers to its own data (a string literal
+/// kept in a global, say) must not be unpatched while they are in use.
 pub fn reference_into(held: &Held, start: u64, end: u64) -> Option<(i32, String)> {
     let inside = |v: u64| v >= start && v < end;
     let maps = maps::read(held.pid()).unwrap_or_default();
