@@ -123,3 +123,55 @@ fn objdir_removed_by_make_clean_recipe() {
 fn objdir_removed_by_make_clean_patch_make() {
     by_patch_make("field_objdir_clean", Flavour::PIE_O2_G);
 }
+
+/// A plugin loaded with dlopen after start-up; its handler is reached only
+/// through a function pointer the host holds.
+#[test]
+fn dlopened_plugin_patch_make() {
+    by_patch_make("field_plugin", Flavour::PIE_O2_G);
+}
+
+#[test]
+fn dlopened_plugin_nopie_recipe() {
+    by_recipe("field_plugin", Flavour::NOPIE_O2_G);
+}
+
+/// Runs libcare-ctl, which must succeed.
+fn ctl_ok(args: &[&str]) -> String {
+    let out = ctl(args);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "libcare-ctl {}: {text}",
+        args.join(" ")
+    );
+    text
+}
+
+/// A package upgrade replaced the program on disk while the old one runs
+/// (maps say "(deleted)"; the path now holds something else): the running
+/// process is still patched from its own mapped file.
+#[test]
+fn program_replaced_on_disk_while_running() {
+    let case = Case::load("field_workers");
+    let built = build_by_patch_make(&case, Flavour::PIE_O2_G);
+    let running = built.dir.path().join("workers");
+    std::fs::copy(&built.program, &running).unwrap();
+    let mut patient = Patient::start_program(&running, &built.lib_dir);
+    patient.wait_for(&case.before, &[]);
+    std::fs::remove_file(&running).unwrap();
+    std::fs::write(&running, "#!/bin/sh\necho upgraded\n").unwrap();
+
+    let pid = patient.pid_arg();
+    let patch = built.patch.to_string_lossy().into_owned();
+    ctl_ok(&["patch", "-p", &pid, &patch]);
+    patient.wait_for(&case.after, &[&case.before]);
+    patient.expect_steady(&case.after, 3);
+    ctl_ok(&["unpatch", "-p", &pid]);
+    patient.wait_for(&case.before, &[&case.after]);
+    patient.expect_steady(&case.before, 3);
+}
