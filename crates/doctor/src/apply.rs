@@ -175,15 +175,18 @@ fn run(
     held.use_syscall_insn(syscall_insn);
     let mut undo = UndoLog::default();
     let result = switch(&mut held, &scene, &mut prepared, &checker, opts, &mut undo);
-    report.stopped_us = (ifunc_stop + held.stopped_for()).as_micros() as u64;
-    if let Err(e) = result {
+    if result.is_err() {
         undo.roll_back(&mut held);
-        report.stopped_us = (ifunc_stop + held.stopped_for()).as_micros() as u64;
-        drop(held);
-        return Err(e);
     }
     report.stopped_us = (ifunc_stop + held.stopped_for()).as_micros() as u64;
     drop(held);
+    if let Err(e) = result {
+        tracing::info!(
+            "pid {pid}: nothing applied; stopped {} us",
+            report.stopped_us
+        );
+        return Err(e);
+    }
     report.hunks = prepared.iter().map(|p| p.hunks.len()).sum();
     for p in &prepared {
         let names = p.hunks.iter().map(|h| h.function.clone()).collect();
