@@ -459,6 +459,12 @@ impl<'r, 'p, 'o> Emitter<'r, 'p, 'o> {
         out.push_str("\t.popsection\n");
         for f in &g.funcs {
             let (base, fout, orig) = self.func_names(f.name);
+            // An entry makes the doctor write a 5-byte jump over the
+            // original and check that no thread is inside it; a trap-only
+            // cold part needs neither and may be too short for the jump.
+            if orig.is_some_and(|o| self.orig.is_trap_only_part(o)) {
+                continue;
+            }
             self.strtab_n += 1;
             let n = self.strtab_n;
             let (daddr, dlen) = match orig {

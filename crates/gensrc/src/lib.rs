@@ -33,6 +33,9 @@
 //!   included, become initialized (zero-filled) `.kpatch.data`, so the
 //!   apply side never has to allocate NOBITS space. New thread-local
 //!   variables are refused: a running process's TLS blocks cannot grow.
+//! - A `.cold` part that is nothing but traps (`__builtin_trap()`'s
+//!   `ud2`) gets no `.kpatch.info` entry: the doctor would refuse its
+//!   2 bytes as too short for a jump, and no thread can wait inside it.
 //! - A function whose only differences are integer immediates that equal
 //!   source lines moved by the edit (checked against the `.loc` lines of
 //!   the function and of the whole file) is reported, not patched.

@@ -310,6 +310,32 @@ impl<'a> Model<'a> {
     pub fn group_by_name(&self, name: &str) -> Option<usize> {
         self.symbols.get(name).and_then(|s| s.func_group)
     }
+
+    /// Is `name` a `.cold` part (not the parent of its group) whose code is
+    /// nothing but traps (`ud2`, `int3`, `hlt`), as `__builtin_trap()`
+    /// leaves it? Such a part calls nothing, so no thread ever waits inside
+    /// it, and it is often shorter than a jump.
+    pub fn is_trap_only_part(&self, name: &str) -> bool {
+        let Some(g) = self.group_by_name(name).map(|gi| &self.groups[gi]) else {
+            return false;
+        };
+        let Some(f) = g.funcs.iter().skip(1).find(|f| f.name == name) else {
+            return false;
+        };
+        let mut traps = 0;
+        for i in f.type_stmt..=f.size_stmt {
+            if self.sec_of[i] != f.section {
+                continue;
+            }
+            if let Kind::Instruction { mnemonic, .. } = self.stmt(i).kind {
+                if !matches!(mnemonic, "ud2" | "int3" | "hlt") {
+                    return false;
+                }
+                traps += 1;
+            }
+        }
+        traps > 0
+    }
 }
 
 /// Widens every group backwards over its preamble: the section switches,

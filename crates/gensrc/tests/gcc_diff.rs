@@ -1492,3 +1492,34 @@ fn cold_part_new_in_the_patched_version_travels_with_its_parent() {
 fn libc_sigabrt() -> i32 {
     6
 }
+
+#[test]
+fn trap_only_cold_part_gets_no_entry_the_doctor_would_refuse() {
+    // `__builtin_trap()` makes a `.cold` part that is one `ud2`: 2 bytes,
+    // too short for the doctor's 5-byte jump, and a place where no thread
+    // can wait. An `abort()` call keeps its entry (a thread may be inside
+    // the call: the doctor's stack check must see the range).
+    let trap = WORK_COLD.replace("abort()", "__builtin_trap()");
+    for b in [PIE_O2G, NOPIE_O2G] {
+        let c = Case::new();
+        let o = c.asm("o", &trap.replace("MUL", "3"), b);
+        let p = c.asm("p", &trap.replace("MUL", "4"), b);
+        assert!(o.contains("work.cold:") && p.contains("work.cold:"));
+        let out = diff(&o, &p, &Options::default());
+        assert_eq!(
+            info_entries(&out.text),
+            [("work".to_string(), "work.kpatch".to_string())]
+        );
+        // The cold part still travels with its parent.
+        assert!(patch_part(&out.text).contains("\nwork.cold.kpatch:"));
+        std::fs::write(c.path("aug.s"), &out.text).unwrap();
+        let want = run_work(&c, b, "want", "p.s", "work");
+        assert_eq!(want.0, "8\n");
+        assert_eq!(want, run_work(&c, b, "got", "aug.s", "work.kpatch"));
+
+        let o = c.asm("o", &WORK_COLD.replace("MUL", "3"), b);
+        let p = c.asm("p", &WORK_COLD.replace("MUL", "4"), b);
+        let out = diff(&o, &p, &Options::default());
+        assert_eq!(patched_functions(&out.text), ["work", "work.cold"]);
+    }
+}
