@@ -39,6 +39,45 @@ fn stopped_us(out: &std::process::Output) -> f64 {
     v["stopped_us"].as_f64().unwrap()
 }
 
+/// Patch/unpatch `n` times; prints stop and command times.
+fn cycles(title: &str, built: &support::Built, pid: &str, n: usize) {
+    let patch = built.patch.to_str().unwrap();
+    let (mut ps, mut pw, mut us, mut uw) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..n {
+        let (out, ms) = timed(&["-j", "patch", "-p", pid, patch]);
+        pw.push(ms);
+        assert!(out.status.success());
+        ps.push(stopped_us(&out));
+        std::thread::sleep(Duration::from_millis(30));
+        let (out, ms) = timed(&["-j", "unpatch", "-p", pid]);
+        uw.push(ms);
+        assert!(out.status.success());
+        us.push(stopped_us(&out));
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    println!("{title} ({n} cycles):");
+    stats("patch: patient stopped", ps, "us");
+    stats("patch: whole command", pw, "ms");
+    stats("unpatch: patient stopped", us, "us");
+    stats("unpatch: whole command", uw, "ms");
+}
+
+#[test]
+#[ignore = "benchmark: prints figures"]
+fn bench_patch_unpatch_eight_threads() {
+    let case = Case::load("ctl_threads");
+    let built = build_by_recipe(&case, Flavour::PIE_O2_G);
+    let patient = Patient::start(&built);
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = patient.pid().to_string();
+    cycles(
+        "ctl_threads, PIE -O2 -g, 9 threads, 1 function",
+        &built,
+        &pid,
+        30,
+    );
+}
+
 #[test]
 #[ignore = "benchmark: prints figures"]
 fn bench_patch_unpatch_seed() {
@@ -48,25 +87,12 @@ fn bench_patch_unpatch_seed() {
     let mut patient = Patient::start(&built);
     patient.wait_for(&case.before, &[]);
     let pid = patient.pid().to_string();
-    let patch = built.patch.to_str().unwrap();
-    let (mut ps, mut pw, mut us, mut uw) = (vec![], vec![], vec![], vec![]);
-    for _ in 0..N {
-        let (out, ms) = timed(&["-j", "patch", "-p", &pid, patch]);
-        pw.push(ms);
-        assert!(out.status.success());
-        ps.push(stopped_us(&out));
-        std::thread::sleep(Duration::from_millis(30));
-        let (out, ms) = timed(&["-j", "unpatch", "-p", &pid]);
-        uw.push(ms);
-        assert!(out.status.success());
-        us.push(stopped_us(&out));
-        std::thread::sleep(Duration::from_millis(30));
-    }
-    println!("seed example, PIE -O2 -g, 1 thread, 1 function ({N} cycles):");
-    stats("patch: patient stopped", ps, "us");
-    stats("patch: whole command", pw, "ms");
-    stats("unpatch: patient stopped", us, "us");
-    stats("unpatch: whole command", uw, "ms");
+    cycles(
+        "seed example, PIE -O2 -g, 1 thread, 1 function",
+        &built,
+        &pid,
+        N,
+    );
     assert!(patient.alive());
 }
 
