@@ -6,7 +6,8 @@
 mod support;
 
 use support::{
-    Case, Flavour, Patient, build_by_patch_make, build_by_recipe, ctl, patch_and_unpatch,
+    Case, Flavour, Patient, build_by_patch_make, build_by_recipe, build_id, ctl, patch_and_unpatch,
+    run_ok, tool,
 };
 
 fn by_recipe(case: &str, flavour: Flavour) {
@@ -174,4 +175,73 @@ fn program_replaced_on_disk_while_running() {
     ctl_ok(&["unpatch", "-p", &pid]);
     patient.wait_for(&case.before, &[&case.after]);
     patient.expect_steady(&case.before, 3);
+}
+
+/// Two successive security updates of one function, built with
+/// `libcare-patch-make -i 1` and `-i 2` into a storage directory
+/// (`<BuildID>/<level>/kpatch.bin`, `latest`): level 1 applies, moving
+/// `latest` to 2 replaces it, applying again changes nothing, going back to
+/// level 1 is not a downgrade, unpatch brings the original back.
+#[test]
+fn patch_levels_in_storage() {
+    let case = Case::load("field_levels");
+    let tmp = tempfile::Builder::new()
+        .prefix("lc-field_levels.")
+        .tempdir()
+        .unwrap();
+    let proj = tmp.path().join("proj");
+    case.copy_to(&proj);
+    let mut levels = Vec::new();
+    for (level, diff) in [("1", "fix.diff"), ("2", "fix2.diff")] {
+        let out = tmp.path().join(format!("level{level}"));
+        run_ok(
+            std::process::Command::new(tool("libcare-patch-make"))
+                .args(["--clean", "-i", level, "-d"])
+                .arg(&out)
+                .arg(diff)
+                .current_dir(&proj)
+                .env("CFLAGS", "-O2 -g"),
+        );
+        levels.push(out);
+    }
+    let program = proj.join("lpmake/usr/bin/quota");
+    let id = build_id(&program);
+    let store = tmp.path().join("store");
+    for (i, from) in levels.iter().enumerate() {
+        let dir = store.join(&id).join((i + 1).to_string());
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(from.join(format!("{id}.kpatch")), dir.join("kpatch.bin")).unwrap();
+    }
+    let latest = store.join(&id).join("latest");
+    std::os::unix::fs::symlink("1", &latest).unwrap();
+
+    let v0 = "quota(-1, 10) ok=1 quota(10, 10) ok=1";
+    let v1 = "quota(-1, 10) ok=0 quota(10, 10) ok=1";
+    let v2 = "quota(-1, 10) ok=0 quota(10, 10) ok=0";
+    let mut patient = Patient::start_program(&program, &proj.join("lpmake/usr/lib"));
+    patient.wait_for(v0, &[]);
+    let pid = patient.pid_arg();
+    let store_arg = store.to_string_lossy().into_owned();
+    ctl_ok(&["patch", "-p", &pid, &store_arg]);
+    patient.wait_for(v1, &[v0]);
+    patient.expect_steady(v1, 2);
+
+    std::fs::remove_file(&latest).unwrap();
+    std::os::unix::fs::symlink("2", &latest).unwrap();
+    ctl_ok(&["patch", "-p", &pid, &store_arg]);
+    patient.wait_for(v2, &[v1]);
+    patient.expect_steady(v2, 2);
+    let info = ctl_ok(&["info", "-p", &pid]);
+    assert!(info.contains("(level 2)"), "info: {info}");
+    assert!(!info.contains("(level 1)"), "level 1 still listed: {info}");
+
+    let again = ctl_ok(&["patch", "-p", &pid, &store_arg]);
+    assert!(again.contains("already applied"), "{again}");
+    let level1 = levels[0].to_string_lossy().into_owned();
+    ctl_ok(&["patch", "-p", &pid, &level1]);
+    patient.expect_steady(v2, 3);
+
+    ctl_ok(&["unpatch", "-p", &pid]);
+    patient.wait_for(v0, &[v2]);
+    patient.expect_steady(v0, 3);
 }
