@@ -1055,3 +1055,47 @@ fn ctl_patient_exiting_mid_patch_is_reported() {
     refused(&out, &format!("process {pid}"));
     drop(patient);
 }
+
+/// Functions that start with `endbr64` (built with -fcf-protection) keep it:
+/// the jump goes right after it, and unpatch restores the bytes after it.
+#[test]
+fn ctl_patches_after_endbr64() {
+    const CET: Flavour = Flavour {
+        name: "pie-O2-cet",
+        cflags: "-O2 -g -fcf-protection=full",
+    };
+    let case = Case::load("seed");
+    let built = build_by_recipe(&case, CET);
+    let mut patient = Patient::start(&built);
+    patient.wait_for(&case.before, &[]);
+    let pid = patient.pid();
+    let snap = snapshot(pid);
+    let out = ctl(&[
+        "-v",
+        "patch",
+        "-p",
+        &pid.to_string(),
+        built.patch.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // "i_m_being_patched: jump at A -> B": A must hold endbr64 4 bytes before.
+    let err = stderr(&out);
+    let at = err
+        .split("jump at ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16).ok())
+        .unwrap_or_else(|| panic!("no jump address in {err}"));
+    let mem = std::fs::File::open(format!("/proc/{pid}/mem")).unwrap();
+    let mut b = [0u8; 5];
+    std::os::unix::fs::FileExt::read_exact_at(&mem, &mut b[..4], at - 4).unwrap();
+    assert_eq!(&b[..4], &[0xf3, 0x0f, 0x1e, 0xfa], "endbr64 kept");
+    std::os::unix::fs::FileExt::read_exact_at(&mem, &mut b[..1], at).unwrap();
+    assert_eq!(b[0], 0xe9, "jmp rel32 after it");
+    patient.wait_for(&case.after, &[&case.before]);
+    let out = ctl(&["unpatch", "-p", &pid.to_string()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    patient.wait_for(&case.before, &[&case.after]);
+    patient.expect_steady(&case.before, 2);
+    assert_eq!(snapshot(pid).text, snap.text, "original bytes back");
+}
