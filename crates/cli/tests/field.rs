@@ -245,3 +245,15 @@ fn patch_levels_in_storage() {
     patient.wait_for(v0, &[v2]);
     patient.expect_steady(v0, 3);
 }
+
+/// Two file-static functions share the name `validate`; the fix changes
+/// the one in groups.c and the one in users.c keeps answering as before.
+#[test]
+fn same_named_static_functions_patch_make() {
+    by_patch_make("field_samename", Flavour::PIE_O2_G);
+}
+
+#[test]
+fn same_named_static_functions_recipe() {
+    by_recipe("field_samename", Flavour::PIE_O0);
+}
