@@ -292,7 +292,11 @@ fn ctl_patch_twice_info_json_and_exact_unpatch() {
     assert_eq!(v["status"], "unpatched");
     patient.wait_for(before, &[after]);
     patient.expect_steady(before, 2);
-    assert_eq!(snapshot(patient.pid()).text, snap.text, "original bytes back");
+    assert_eq!(
+        snapshot(patient.pid()).text,
+        snap.text,
+        "original bytes back"
+    );
 
     // Nothing left to remove; a region that was still referenced when the
     // patch came off (retired) is unmapped by now.
