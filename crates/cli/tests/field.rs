@@ -297,3 +297,16 @@ fn lto_build_is_refused() {
     assert!(!proj.join("patchroot").exists(), "patchroot left behind");
     assert_eq!(std::fs::read(proj.join("greet.c")).unwrap(), source);
 }
+
+/// A dense switch (table in .rodata) whose fix adds an initialised global
+/// and an initialised static local: the new variables start from their
+/// initial values in the running process.
+#[test]
+fn switch_table_with_new_initialised_variables_patch_make() {
+    by_patch_make("field_switch", Flavour::PIE_O2_G);
+}
+
+#[test]
+fn switch_table_with_new_initialised_variables_nopie_recipe() {
+    by_recipe("field_switch", Flavour::NOPIE_O2_G);
+}
