@@ -94,7 +94,7 @@ pub fn release_regions(held: &mut Held, records: &[Record], budget: Duration) {
 fn try_release(held: &mut Held, records: &[Record], budget: Duration) -> Result<()> {
     let deadline = Instant::now() + budget;
     let mut left: Vec<&Record> = records.iter().collect();
-    let mut pause = Duration::from_millis(2);
+    let mut pause = Duration::from_millis(5);
     loop {
         let mut still = Vec::new();
         for r in left {
