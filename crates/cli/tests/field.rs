@@ -341,3 +341,14 @@ fn static_executable_recipe() {
 fn static_executable_patch_make() {
     by_patch_make("field_static", Flavour::NOPIE_O2_G);
 }
+
+/// A hidden function in a `-fvisibility=hidden -fno-plt -z now` library.
+#[test]
+fn hidden_function_in_noplt_library_patch_make() {
+    by_patch_make("field_libvis", Flavour::PIE_O2_G);
+}
+
+#[test]
+fn hidden_function_in_noplt_library_nopie_recipe() {
+    by_recipe("field_libvis", Flavour::NOPIE_O2_G);
+}
