@@ -352,3 +352,21 @@ fn hidden_function_in_noplt_library_patch_make() {
 fn hidden_function_in_noplt_library_nopie_recipe() {
     by_recipe("field_libvis", Flavour::NOPIE_O2_G);
 }
+
+/// A virtual member function (called through the vtable of an object made
+/// before the patch) and a function template changed in a header: at -O0
+/// the template is its own COMDAT function, at -O2 it is inlined.
+#[test]
+fn cxx_virtual_and_template_o0_patch_make() {
+    by_patch_make("field_cxx_virtual", Flavour::PIE_O0);
+}
+
+#[test]
+fn cxx_virtual_and_template_o2_patch_make() {
+    by_patch_make("field_cxx_virtual", Flavour::PIE_O2_G);
+}
+
+#[test]
+fn cxx_virtual_and_template_nopie_o0_recipe() {
+    by_recipe("field_cxx_virtual", Flavour::NOPIE_O0);
+}
