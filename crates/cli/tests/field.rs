@@ -370,3 +370,11 @@ fn cxx_virtual_and_template_o2_patch_make() {
 fn cxx_virtual_and_template_nopie_o0_recipe() {
     by_recipe("field_cxx_virtual", Flavour::NOPIE_O0);
 }
+
+/// The same server blocked in `poll` instead: the kernel restarts poll
+/// after the ptrace stop (restart_syscall), which the doctor must not
+/// disturb; the server never sees EINTR.
+#[test]
+fn poll_server_patch_make() {
+    by_patch_make("field_poll", Flavour::PIE_O2_G);
+}
