@@ -1,6 +1,6 @@
 #define _GNU_SOURCE
 /* A poll server reading requests from a pipe a forked client writes
- * to; any failed epoll_wait or read (EINTR included) is fatal, as in
+ * to; any failed poll or read (EINTR included) is fatal, as in
  * servers that never expected a signal. */
 #include <errno.h>
 #include <signal.h>
