@@ -378,3 +378,47 @@ fn cxx_virtual_and_template_nopie_o0_recipe() {
 fn poll_server_patch_make() {
     by_patch_make("field_poll", Flavour::PIE_O2_G);
 }
+
+/// Copies a case directory with its subdirectories (the harness copies
+/// flat cases only).
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// A recursive make project (top Makefile runs `$(MAKE) -C lib` and
+/// `-C src`): CC reaches the sub-makes, the fix in lib/ reaches the
+/// program through the static library.
+#[test]
+fn recursive_make_project_patch_make() {
+    let case = Case::load("field_recursive");
+    let tmp = tempfile::Builder::new()
+        .prefix("lc-field_recursive.")
+        .tempdir()
+        .unwrap();
+    let proj = tmp.path().join("proj");
+    copy_tree(&case.dir, &proj);
+    run_ok(
+        std::process::Command::new(tool("libcare-patch-make"))
+            .args(["--clean", "fix.diff"])
+            .current_dir(&proj)
+            .env("CFLAGS", "-O2 -g"),
+    );
+    let built = support::Built {
+        program: proj.join("lpmake/usr/bin/app"),
+        lib_dir: proj.join("lpmake/usr/lib"),
+        patch: proj.join("patchroot"),
+        targets: Vec::new(),
+        log: String::new(),
+        dir: tmp,
+    };
+    patch_and_unpatch(&case, &built);
+}

@@ -1,0 +1,4 @@
+const char *util_name(void)
+{
+	return "util v1";
+}
