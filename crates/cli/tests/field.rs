@@ -434,3 +434,39 @@ fn recursive_make_project_patch_make() {
 fn changed_const_table_patch_make() {
     by_patch_make("field_const_table", Flavour::PIE_O2_G);
 }
+
+/// The program started through the dynamic loader
+/// (`ld-linux-x86-64.so.2 ./workers`): /proc/PID/exe is the loader and the
+/// program is an ordinary mapping, still found by its BuildID.
+#[test]
+fn program_started_through_the_loader() {
+    use std::os::unix::fs::PermissionsExt;
+    let case = Case::load("field_workers");
+    let built = build_by_patch_make(&case, Flavour::PIE_O2_G);
+    let script = built.dir.path().join("via-loader");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nexec /lib64/ld-linux-x86-64.so.2 {}\n",
+            built.program.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut patient = Patient::start_program(&script, &built.lib_dir);
+    patient.wait_for(&case.before, &[]);
+    let exe = std::fs::read_link(format!("/proc/{}/exe", patient.pid())).unwrap();
+    assert!(
+        exe.to_string_lossy().contains("ld-linux"),
+        "not started through the loader: {}",
+        exe.display()
+    );
+    let pid = patient.pid_arg();
+    let patch = built.patch.to_string_lossy().into_owned();
+    ctl_ok(&["patch", "-p", &pid, &patch]);
+    patient.wait_for(&case.after, &[&case.before]);
+    patient.expect_steady(&case.after, 3);
+    ctl_ok(&["unpatch", "-p", &pid]);
+    patient.wait_for(&case.before, &[&case.after]);
+    patient.expect_steady(&case.before, 3);
+}
