@@ -98,12 +98,9 @@ fn cxx_member_function_nopie_recipe() {
 }
 
 /// The fix makes a member function throw, and the unpatched caller catches
-/// it. Today the patient dies with "terminate called after throwing": the
-/// doctor uses `.kpatch.eh_frame` for its own stack walk only and never
-/// registers it with the patient's unwinder (libgcc finds FDEs through
-/// dl_iterate_phdr / __register_frame), so no handler is found.
+/// it: the doctor registers the patch's `.kpatch.eh_frame` with the
+/// patient's unwinder (`__register_frame`), so the handler is found.
 #[test]
-#[ignore = "exception thrown from patch code: patch FDEs not registered in the patient, it terminates"]
 fn cxx_exception_from_patched_member_patch_make() {
     by_patch_make("field_cxx_throw", Flavour::PIE_O2_G);
 }
@@ -469,4 +466,50 @@ fn program_started_through_the_loader() {
     ctl_ok(&["unpatch", "-p", &pid]);
     patient.wait_for(&case.before, &[&case.after]);
     patient.expect_steady(&case.before, 3);
+}
+
+/// Kills a process this test made its patient fork, by PID, when dropped.
+struct ForkedChild(i32);
+
+impl Drop for ForkedChild {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &self.0.to_string()])
+            .status();
+    }
+}
+
+/// A prefork server: a worker forked after the patch runs the patched
+/// code and lists the patch in `info`; unpatching the parent leaves the
+/// worker patched until it is unpatched itself.
+#[test]
+fn worker_forked_after_patch_inherits_it() {
+    let case = Case::load("field_prefork");
+    let built = build_by_patch_make(&case, Flavour::PIE_O2_G);
+    let mut patient = Patient::start(&built);
+    let (p1, p2) = ("parent worker v1", "parent worker v2");
+    let (c1, c2) = ("child worker v1", "child worker v2");
+    patient.wait_for(p1, &[]);
+    let pid = patient.pid_arg();
+    let patch = built.patch.to_string_lossy().into_owned();
+    ctl_ok(&["patch", "-p", &pid, &patch]);
+    patient.wait_for(p2, &[p1]);
+
+    run_ok(std::process::Command::new("kill").args(["-USR1", &pid]));
+    patient.wait_for(c2, &[p2]);
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
+    let child: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
+    let _guard = ForkedChild(child);
+    let child_arg = child.to_string();
+    let info = ctl_ok(&["info", "-p", &child_arg]);
+    assert!(info.contains("banner"), "the worker lists no patch: {info}");
+
+    ctl_ok(&["unpatch", "-p", &pid]);
+    patient.wait_for(p1, &[p2, c2]);
+    patient.wait_for(c2, &[p1]);
+    ctl_ok(&["unpatch", "-p", &child_arg]);
+    patient.wait_for(c1, &[p1, c2]);
+    for _ in 0..4 {
+        patient.wait_for(p1, &[c1]);
+    }
 }
