@@ -513,3 +513,24 @@ fn worker_forked_after_patch_inherits_it() {
         patient.wait_for(p1, &[c1]);
     }
 }
+
+/// Threads are created and end all the time (one per request); five
+/// patch/unpatch cycles each switch every new thread's answer.
+#[test]
+fn threads_created_while_patching_five_cycles() {
+    let case = Case::load("field_spawner");
+    let built = build_by_patch_make(&case, Flavour::PIE_O2_G);
+    let mut patient = Patient::start(&built);
+    let (before, after) = (case.before.as_str(), case.after.as_str());
+    patient.wait_for(before, &[]);
+    let pid = patient.pid_arg();
+    let patch = built.patch.to_string_lossy().into_owned();
+    for _ in 0..5 {
+        ctl_ok(&["patch", "-p", &pid, &patch]);
+        patient.wait_for(after, &[before]);
+        patient.expect_steady(after, 2);
+        ctl_ok(&["unpatch", "-p", &pid]);
+        patient.wait_for(before, &[after]);
+        patient.expect_steady(before, 2);
+    }
+}

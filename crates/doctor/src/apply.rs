@@ -18,6 +18,7 @@ use crate::layout::{self, Layout};
 use crate::maps::{self, Mapping};
 use crate::object::{self, LoadedObject};
 use crate::patch::Patch;
+use crate::patch_frames;
 use crate::patient::{self, Held};
 use crate::record::{self, Record};
 use crate::region;
@@ -54,6 +55,8 @@ struct Scene<'a> {
     ifuncs: &'a HashMap<String, u64>,
     /// Removed patches whose regions still wait to be unmapped.
     retired: &'a [Record],
+    /// Code of the replaced patches, named, for the safety check.
+    replaced_code: &'a [Busy],
 }
 
 /// A patch made ready for one region address.
@@ -142,8 +145,17 @@ fn run(
         return Ok(report);
     }
 
-    let checker = Checker::new(pid, &objects, &maps);
+    let mut checker = Checker::new(pid, &objects, &maps);
+    // Threads may be inside patch code of earlier commands: walk through it.
+    for r in applied.iter().chain(&retired) {
+        patch_frames::add_from_patient(&mut checker, pid, r);
+    }
+    let unwinder = patch_frames::unwinder_functions(&objects);
     let (ifuncs, ifunc_stop) = call_ifunc_resolvers(pid, patches, &todo, &objects, early.as_mut())?;
+    let replaced_code: Vec<Busy> = replace
+        .iter()
+        .flat_map(|r| unpatch::busy_ranges(r, &record::function_names(pid, r)))
+        .collect();
     let scene = Scene {
         pid,
         patches,
@@ -151,6 +163,7 @@ fn run(
         replace: &replace,
         ifuncs: &ifuncs,
         retired: &retired,
+        replaced_code: &replaced_code,
     };
     let mut prepared = Vec::new();
     let mut taken: Vec<Mapping> = maps.clone();
@@ -164,6 +177,7 @@ fn run(
             inode: 0,
             path: String::new(),
         });
+        patch_frames::add_from_image(&mut checker, &p.record, &p.image);
         prepared.push(p);
     }
 
@@ -174,7 +188,15 @@ fn run(
     };
     held.use_syscall_insn(syscall_insn);
     let mut undo = UndoLog::default();
-    let result = switch(&mut held, &scene, &mut prepared, &checker, opts, &mut undo);
+    let result = switch(
+        &mut held,
+        &scene,
+        &mut prepared,
+        &mut checker,
+        unwinder,
+        opts,
+        &mut undo,
+    );
     if result.is_err() {
         undo.roll_back(&mut held);
     }
@@ -208,7 +230,8 @@ fn switch(
     held: &mut Held,
     scene: &Scene<'_>,
     prepared: &mut [Prepared],
-    checker: &Checker,
+    checker: &mut Checker,
+    unwinder: Option<(u64, u64)>,
     opts: &Options,
     undo: &mut UndoLog,
 ) -> Result<()> {
@@ -224,6 +247,8 @@ fn switch(
                 // Someone mapped our spot since we looked: prepare again.
                 let maps = maps::read(held.pid())?;
                 let again = prepare_anywhere(scene, p.patch, p.target, &maps)?;
+                checker.remove_region(&patch_frames::region_name(&p.record));
+                patch_frames::add_from_image(checker, &again.record, &again.image);
                 *p = again;
                 held.mmap_fixed(p.base, p.image.len() as u64)?;
             }
@@ -234,6 +259,13 @@ fn switch(
             len: p.image.len() as u64,
         });
         held.write(p.base, &p.image)?;
+        // Before any hunk goes live: an exception thrown in the new code
+        // must find its frames.
+        if patch_frames::register(held, &p.record, &p.image, unwinder)? {
+            undo.push(Undo::Deregister {
+                record: p.record.clone(),
+            });
+        }
     }
     let mut busy: Vec<Busy> = Vec::new();
     for p in prepared.iter() {
@@ -249,9 +281,7 @@ fn switch(
             });
         }
     }
-    for r in replace {
-        busy.extend(unpatch::busy_ranges(r));
-    }
+    busy.extend_from_slice(scene.replaced_code);
     checker.wait_until_safe(held, &busy, opts.timeout)?;
     // Lower patch levels being replaced go first, newest first.
     for r in replace.iter().rev() {
@@ -422,6 +452,8 @@ fn prepare(
         retired: false,
         hunks: hunks.iter().map(Hunk::saved_hunk).collect(),
         entries: entries.clone(),
+        eh_frame: patch_frames::locate(patch, layout),
+        deregister: 0,
     };
     record.encode_into(&mut image, layout.record_cap);
     Ok(Prepared {

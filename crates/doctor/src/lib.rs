@@ -9,11 +9,12 @@
 //! process still in its dynamic linker is run to its entry point first) ->
 //! `maps`/`object` (what is loaded where, in link-map order) -> `storage`/
 //! `patch` (the file) -> `layout`/`region` (where it goes) -> `resolve` ->
-//! `relocate` (with `jump_table`) -> `safety` (with `unwind`, and
-//! `stack_scan` for code without unwind tables) -> `hunk` -> `record` (what
-//! we leave behind for `unpatch`/`info`); `apply` and `unpatch` drive the
-//! flow, `undo_log` takes back every write when a step after the first
-//! write fails.
+//! `relocate` (with `jump_table`) -> `patch_frames` (the patch code's
+//! unwind table, for our stack walk and the patient's own unwinder) ->
+//! `safety` (with `unwind`, and `stack_scan` for code without unwind
+//! tables) -> `hunk` -> `record` (what we leave behind for `unpatch`/
+//! `info`); `apply` and `unpatch` drive the flow, `undo_log` takes back
+//! every write when a step after the first write fails.
 //!
 //! It must never leave a patient stopped or half-patched, never write to a
 //! patient before everything that can fail without writing has been
@@ -29,6 +30,7 @@ pub mod layout;
 pub mod maps;
 pub mod object;
 pub mod patch;
+pub mod patch_frames;
 pub mod patient;
 mod ptrace;
 pub mod record;

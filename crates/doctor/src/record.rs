@@ -7,12 +7,16 @@
 //!   0  the .kpatch header, 688 bytes (starts with "KPATCH1\0"; jmp_offset set;
 //!      byte 10, padding in the file, is 1 once the patch is removed but the
 //!      region still awaits unmapping: see `unpatch::release_regions`)
-//! 688  "DOCTOR1\0"
+//! 688  "DOCTOR2\0"
 //! 696  region length u64        704  patch digest u64
 //! 712  applied-at (ns) u64      720  target object start u64
 //! 728  hunk count u32           732  info entry count u32
 //! 736  hunks offset u32         740  entries offset u32
 //! 744  target object name, 128 bytes, NUL-terminated
+//! 872  .kpatch.eh_frame offset in the region u32 (0: none)
+//! 876  .kpatch.eh_frame length u32
+//! 880  `__deregister_frame` in the patient u64, once the patch's
+//!      `.kpatch.eh_frame` is registered with its unwinder (0: not registered)
 //! hunks:   address u64, jump target u64, length u32, pad u32, saved bytes [16]
 //! entries: relocated .kpatch.info entries, 48 bytes each
 //! ```
@@ -23,12 +27,15 @@ use crate::error::{Error, Result};
 use crate::maps::Mapping;
 use crate::patient;
 
-pub const MAGIC: &[u8; 8] = b"DOCTOR1\0";
+pub const MAGIC: &[u8; 8] = b"DOCTOR2\0";
 /// Offset of the "retired" byte (header padding).
 pub const RETIRED_OFF: usize = 10;
 const NAME_OFF: usize = 744;
 const NAME_LEN: usize = 128;
-pub const FIXED_LEN: usize = NAME_OFF + NAME_LEN;
+const EH_FRAME_OFF: usize = 872;
+/// Offset of the `__deregister_frame` address.
+pub const DEREGISTER_OFF: usize = 880;
+pub const FIXED_LEN: usize = 888;
 pub const HUNK_LEN: usize = 40;
 /// Longest original byte sequence a hunk may overwrite.
 pub const SAVED_MAX: usize = 16;
@@ -57,6 +64,12 @@ pub struct Record {
     pub retired: bool,
     pub hunks: Vec<SavedHunk>,
     pub entries: Vec<InfoEntry>,
+    /// The patch code's unwind table: offset in the region and length
+    /// (0, 0: the patch brought none).
+    pub eh_frame: (u32, u32),
+    /// `__deregister_frame` of the patient when the table is registered
+    /// with the patient's own unwinder (C++ exceptions through patch code).
+    pub deregister: u64,
 }
 
 /// Bytes the record needs for up to `max_entries` hunks and entries.
@@ -100,6 +113,9 @@ impl Record {
         let n = name.len().min(NAME_LEN - 1);
         image[NAME_OFF..NAME_OFF + NAME_LEN].fill(0);
         image[NAME_OFF..NAME_OFF + n].copy_from_slice(&name[..n]);
+        put32(image, EH_FRAME_OFF, self.eh_frame.0);
+        put32(image, EH_FRAME_OFF + 4, self.eh_frame.1);
+        put64(image, DEREGISTER_OFF, self.deregister);
         for (i, h) in self.hunks.iter().enumerate() {
             let o = hunks_off + i * HUNK_LEN;
             put64(image, o, h.addr);
@@ -140,6 +156,10 @@ impl Record {
         if end as u64 > region_len || n_hunks > 1 << 16 || n_entries > 1 << 16 {
             return Err(bad("counts exceed the region"));
         }
+        let (eh_off, eh_len) = (u32_at(head, EH_FRAME_OFF), u32_at(head, EH_FRAME_OFF + 4));
+        if u64::from(eh_off) + u64::from(eh_len) > region_len {
+            return Err(bad(".kpatch.eh_frame outside the region"));
+        }
         let mut body = vec![0u8; end];
         read_more(base, &mut body)?;
         let mut hunks = Vec::with_capacity(n_hunks);
@@ -174,6 +194,8 @@ impl Record {
             retired: head[RETIRED_OFF] != 0,
             hunks,
             entries,
+            eh_frame: (eh_off, eh_len),
+            deregister: u64_at(head, DEREGISTER_OFF),
         })
     }
 }
@@ -257,6 +279,8 @@ mod tests {
                 slen: 30,
                 ..Default::default()
             }],
+            eh_frame: (0x400, 0x58),
+            deregister: 0x7f00_1234_5678,
         };
         r.encode_into(&mut image, cap);
         let back = Record::decode(1, r.base, &image[..FIXED_LEN], |_, b| {

@@ -6,6 +6,7 @@
 //! moment unsafe, and so does a walk that fails. While unsafe, the patient
 //! runs for a short while and is checked again, up to a deadline.
 
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -27,26 +28,18 @@ pub struct Busy {
 pub struct Checker {
     tables: Tables,
     memory: Option<ProcessMemory>,
-    /// Objects that brought no unwind information at all: a walk that
-    /// claims to pass through (or end in) one of them proves nothing.
-    blind: Vec<String>,
 }
 
 const MAX_FRAMES: usize = 4096;
 
 impl Checker {
     pub fn new(pid: i32, objects: &[LoadedObject], maps: &[Mapping]) -> Checker {
+        // An object without any FDE is still added: a walk into it fails
+        // (no FDE covers the pc), which the check counts as unsafe.
         let mut tables = Tables::new();
-        let mut blind = Vec::new();
         for o in objects {
-            let before = tables.fde_count();
-            match tables.add_elf(&o.name, o.data(), o.bias) {
-                Ok(()) if tables.fde_count() == before => {
-                    tracing::debug!("{} has no unwind tables", o.name);
-                    blind.push(o.name.clone());
-                }
-                Ok(()) => {}
-                Err(e) => tracing::debug!("no unwind tables for {}: {e}", o.name),
+            if let Err(e) = tables.add_elf(&o.name, o.data(), o.bias) {
+                tracing::debug!("no unwind tables for {}: {e}", o.name);
             }
         }
         let memory = ProcessMemory::open(pid).ok();
@@ -55,11 +48,31 @@ impl Checker {
         {
             tracing::debug!("no unwind tables for the vDSO: {e}");
         }
-        Checker {
-            tables,
-            memory,
-            blind,
+        Checker { tables, memory }
+    }
+
+    /// Adds a patch region's code, described by its relocated
+    /// `.kpatch.eh_frame` (which runs at `eh_frame_addr`), so that walks
+    /// pass through patch frames instead of failing there. A region without
+    /// unwind tables is left out: a walk into it fails, which is unsafe.
+    pub fn add_region(
+        &mut self,
+        name: &str,
+        code: Range<u64>,
+        eh_frame: Vec<u8>,
+        eh_frame_addr: u64,
+    ) {
+        if eh_frame.is_empty() {
+            return;
         }
+        if let Err(e) = self.tables.add_code(name, code, eh_frame, eh_frame_addr) {
+            tracing::debug!("no unwind tables for {name}: {e}");
+        }
+    }
+
+    /// Forgets a region added by `add_region` (it moved or went away).
+    pub fn remove_region(&mut self, name: &str) {
+        self.tables.remove(name);
     }
 
     /// Every thread that makes the moment unsafe, with what it is doing.
@@ -77,28 +90,6 @@ impl Checker {
                 continue;
             };
             let walked = unwind::unwind(&Registers::from(t.regs), mem, &self.tables, MAX_FRAMES);
-            let blind = walked.as_ref().ok().and_then(|frames| {
-                frames.iter().find(|f| {
-                    f.object
-                        .as_deref()
-                        .is_some_and(|o| self.blind.iter().any(|b| b == o))
-                })
-            });
-            if let Some(f) = blind {
-                let object = f.object.as_deref().unwrap_or("?").to_string();
-                out.push(Blocker {
-                    tid: t.tid,
-                    function: inside(t.regs.rip)
-                        .or(busy.first())
-                        .map_or("?".into(), |b| b.function.clone()),
-                    detail: format!(
-                        "its stack passes through {object} at {:#x}, which has no unwind tables",
-                        f.pc
-                    ),
-                    return_to: None,
-                });
-                continue;
-            }
             match walked {
                 Ok(frames) => {
                     // The outermost busy frame: once it returns, none is left.

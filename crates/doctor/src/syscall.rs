@@ -10,6 +10,8 @@
 //! address 0 on return hands control back with the result in `rax`, and the
 //! thread is put back as it was (the fault is never delivered).
 
+use std::time::{Duration, Instant};
+
 use crate::error::{Error, Result};
 use crate::maps;
 use crate::patient::{self, Held};
@@ -84,6 +86,20 @@ impl Held {
 
     /// Calls `func(args...)` in the patient and returns `rax`.
     pub fn call(&mut self, func: u64, args: [u64; 6]) -> Result<u64> {
+        self.call_within(func, args, None)
+    }
+
+    /// Like `call`, but gives up at `deadline`: the thread is interrupted
+    /// wherever it is and put back as it was. Meant for functions that take
+    /// a lock another (stopped) thread may hold, where waiting would never
+    /// end; they must be abandoned while blocked on that lock, before they
+    /// have changed anything.
+    pub fn call_within(
+        &mut self,
+        func: u64,
+        args: [u64; 6],
+        deadline: Option<Instant>,
+    ) -> Result<u64> {
         let tid = self.worker_tid()?;
         let saved = ptrace::getregs(tid)?;
         // Far below the red zone and whatever the thread was doing, aligned
@@ -104,7 +120,40 @@ impl Held {
         ptrace::setregs(tid, &regs)?;
         let outcome = loop {
             ptrace::cont(tid)?;
-            match ptrace::wait(tid)? {
+            let stop = match deadline {
+                None => ptrace::wait(tid)?,
+                Some(d) => match wait_until(tid, d)? {
+                    Some(stop) => stop,
+                    None => {
+                        let _ = ptrace::interrupt(tid);
+                        loop {
+                            match ptrace::wait(tid)? {
+                                Stop::Signal(sig) => {
+                                    self.note_signal(tid, sig);
+                                    ptrace::cont(tid)?;
+                                    let _ = ptrace::interrupt(tid);
+                                }
+                                Stop::Gone => {
+                                    return Err(Error::Thread {
+                                        pid: self.pid(),
+                                        tid,
+                                        what: "exited during a function call we injected".into(),
+                                    });
+                                }
+                                Stop::Interrupted | Stop::Event(_) => break,
+                            }
+                        }
+                        break Err(Error::Thread {
+                            pid: self.pid(),
+                            tid,
+                            what: format!(
+                                "a function called at {func:#x} did not return in time (a lock held by a stopped thread?)"
+                            ),
+                        });
+                    }
+                },
+            };
+            match stop {
                 Stop::Signal(nix::sys::signal::Signal::SIGSEGV) => {
                     let after = ptrace::getregs(tid)?;
                     if after.rip == 0 {
@@ -189,5 +238,22 @@ impl Held {
     pub fn munmap(&mut self, addr: u64, len: u64) -> Result<()> {
         self.checked("munmap", libc::SYS_munmap, [addr, len, 0, 0, 0, 0])
             .map(|_| ())
+    }
+}
+
+/// The next stop of `tid`, or `None` once `deadline` has passed. Polls: a
+/// quick function returns within microseconds, so the first polls are
+/// spaced closely.
+fn wait_until(tid: i32, deadline: Instant) -> Result<Option<Stop>> {
+    let mut pause = Duration::from_micros(5);
+    loop {
+        if let Some(stop) = ptrace::wait_nohang(tid)? {
+            return Ok(Some(stop));
+        }
+        if Instant::now() >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(1));
     }
 }

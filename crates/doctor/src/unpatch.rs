@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::hunk;
 use crate::maps;
+use crate::patch_frames;
 use crate::patient::{self, Held};
 use crate::record::{self, Record};
 use crate::report::{PatchOutcome, ProcessReport};
@@ -14,9 +15,22 @@ use crate::safety::{self, Busy, Checker};
 use crate::undo_log::{Undo, UndoLog};
 
 /// Code that must be off every stack before `r` can be removed: its whole
-/// region (patched functions, new functions, jump table).
-pub fn busy_ranges(r: &Record) -> Vec<Busy> {
-    vec![Busy {
+/// region (patched functions, new functions, jump table). Each function's
+/// new code is named (`names`, from `record::function_names`), so that a
+/// refusal says which one a thread is in; the rest of the region counts too.
+pub fn busy_ranges(r: &Record, names: &[String]) -> Vec<Busy> {
+    let mut out: Vec<Busy> = r
+        .entries
+        .iter()
+        .zip(names)
+        .filter(|(e, _)| e.slen > 0)
+        .map(|(e, name)| Busy {
+            function: format!("{name} (patch level {})", r.level),
+            start: e.saddr,
+            end: e.saddr + u64::from(e.slen),
+        })
+        .collect();
+    out.push(Busy {
         function: format!(
             "patch code of {} (BuildID {})",
             short(&r.object),
@@ -24,7 +38,8 @@ pub fn busy_ranges(r: &Record) -> Vec<Busy> {
         ),
         start: r.base,
         end: r.base + r.region_len,
-    }]
+    });
+    out
 }
 
 fn short(path: &str) -> &str {
@@ -101,7 +116,17 @@ fn try_release(held: &mut Held, records: &[Record], budget: Duration) -> Result<
             match safety::reference_into(held, r.base, r.base + r.region_len) {
                 Some(at) => still.push((r, at)),
                 None => {
-                    if let Err(e) = held.munmap(r.base, r.region_len) {
+                    if let Err(e) = patch_frames::deregister(held, r) {
+                        // Unmapping now would leave the patient's unwinder
+                        // reading freed memory; a later command retries.
+                        tracing::warn!(
+                            "patch region at {:#x} stays mapped: deregistering its unwind table: {e}",
+                            r.base
+                        );
+                        if !r.retired {
+                            held.write(r.base + record::RETIRED_OFF as u64, &[1])?;
+                        }
+                    } else if let Err(e) = held.munmap(r.base, r.region_len) {
                         tracing::warn!("patch region at {:#x} stays mapped: {e}", r.base);
                     }
                 }
@@ -166,13 +191,11 @@ pub fn unpatch_process(
         return Err(Error::NoSuchProcess { pid });
     }
     let maps = maps::read(pid)?;
-    let (retired, records): (Vec<Record>, Vec<Record>) = record::scan(pid, &maps)?
+    let (retired, live): (Vec<Record>, Vec<Record>) = record::scan(pid, &maps)?
         .into_iter()
         .partition(|r| r.retired);
-    let records: Vec<Record> = records
-        .into_iter()
-        .filter(|r| selected(r, filter))
-        .collect();
+    let (records, others): (Vec<Record>, Vec<Record>) =
+        live.into_iter().partition(|r| selected(r, filter));
     let mut report = ProcessReport::new(pid);
     if records.is_empty() {
         if !retired.is_empty() {
@@ -184,11 +207,20 @@ pub fn unpatch_process(
         return Ok(report);
     }
     let objects = crate::object::loaded_objects(pid, &maps)?;
-    let checker = Checker::new(pid, &objects, &maps);
-    let busy: Vec<Busy> = records.iter().flat_map(busy_ranges).collect();
+    let mut checker = Checker::new(pid, &objects, &maps);
+    // Threads inside patch code (the patches being removed or any other)
+    // are walked through its frames.
+    for r in records.iter().chain(&others).chain(&retired) {
+        patch_frames::add_from_patient(&mut checker, pid, r);
+    }
     let names: Vec<Vec<String>> = records
         .iter()
         .map(|r| record::function_names(pid, r))
+        .collect();
+    let busy: Vec<Busy> = records
+        .iter()
+        .zip(&names)
+        .flat_map(|(r, n)| busy_ranges(r, n))
         .collect();
     let syscall_insn = crate::syscall::find_syscall_insn(pid, &maps);
     let mut held = Held::hold(pid)?;

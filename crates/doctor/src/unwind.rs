@@ -122,7 +122,7 @@ pub enum UnwindError {
 /// Outermost means the CFI says there is no caller (return address rule
 /// undefined, as glibc's `_start` and `clone`/`clone3` child paths declare),
 /// the return address is 0, or the pc is in an ELF entry function that has
-/// no FDE at all (a hand-written `_start` without CFI), taken to run from
+/// no FDE at all in an object whose other code has FDEs (a hand-written `_start` without CFI), taken to run from
 /// the entry point up to the next FDE. Anything else that stops the walk is an
 /// error; so is a stack deeper than `max_frames`.
 pub fn unwind(

@@ -294,7 +294,10 @@ impl Tables {
         let (bytes, addr) = section(".eh_frame")?.unwrap_or((&[], 0));
         let hdr = section(".eh_frame_hdr")?;
         let mut table = ObjectTable::new(name, code, bytes.to_vec(), addr, hdr)?;
-        if file.entry() != 0 {
+        // Only an object that describes its code at all can vouch for a
+        // gap at its entry point: in one without any FDE, every pc would
+        // look like the entry function.
+        if file.entry() != 0 && !table.fdes.is_empty() {
             table.entry_without_cfi =
                 table.find_entry_without_cfi(file.entry().wrapping_add(load_bias));
         }

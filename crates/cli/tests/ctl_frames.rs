@@ -1,0 +1,192 @@
+//! libcare-ctl and the patch code's own unwind table (`.kpatch.eh_frame`):
+//! the safety check walks through patch frames of earlier patches, and a
+//! C++ patient's unwinder is told about them, so exceptions thrown through
+//! patched functions are caught as before.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::Duration;
+
+use support::{Case, Flavour, Patient, build_by_recipe, ctl};
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn ctl_ok(args: &[&str]) -> String {
+    let out = ctl(args);
+    let t = text(&out);
+    assert!(out.status.success(), "libcare-ctl {}: {t}", args.join(" "));
+    t
+}
+
+/// The `ctl_inpatch` program with its nap length in a file the test
+/// rewrites (microseconds, before the preload divides it). Killed by PID
+/// when dropped.
+struct Napper {
+    child: Child,
+    lines: Receiver<String>,
+}
+
+impl Napper {
+    fn start(built: &support::Built, nap_file: &Path) -> Napper {
+        let mut child = Command::new(&built.program)
+            .env("LD_PRELOAD", support::patient::fastsleep())
+            .env("NAP_FILE", nap_file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines() {
+                let Ok(l) = l else { break };
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        Napper { child, lines }
+    }
+
+    fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+
+    /// Reads lines until `want`, failing on anything but `allowed`.
+    fn wait_for(&self, want: &str, allowed: &[&str]) {
+        loop {
+            let l = self
+                .lines
+                .recv_timeout(Duration::from_secs(20))
+                .expect("a line within 20 s");
+            if l == want {
+                return;
+            }
+            assert!(allowed.contains(&l.as_str()), "unexpected line {l:?}");
+        }
+    }
+}
+
+impl Drop for Napper {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A thread inside the level-1 patch code of `work` (asleep in `nap`,
+/// which the patch code called): unpatch walks through the patch frame
+/// (no fallback to scanning the stack), waits for it to return, and
+/// succeeds; with a nap longer than the timeout it refuses, naming `work`.
+fn unpatch_inside_patch_code(flavour: Flavour) {
+    let case = Case::load("ctl_inpatch");
+    let built = build_by_recipe(&case, flavour);
+    let nap = built.dir.path().join("nap");
+    // 1 s, a 20 ms nap with the preload.
+    std::fs::write(&nap, "1000000").unwrap();
+    let p = Napper::start(&built, &nap);
+    let pid = p.pid();
+    p.wait_for("before", &[]);
+    ctl_ok(&["patch", "-p", &pid, built.patch.to_str().unwrap()]);
+    p.wait_for("after", &["before"]);
+
+    let log = ctl_ok(&["-vv", "unpatch", "-p", &pid]);
+    assert!(log.contains("not safe yet"), "the thread was in nap: {log}");
+    assert!(log.contains("work (patch level"), "{log}");
+    assert!(log.contains("it is on the stack (frame"), "{log}");
+    assert!(!log.contains("cannot be walked"), "{log}");
+    p.wait_for("before", &["after"]);
+
+    ctl_ok(&["patch", "-p", &pid, built.patch.to_str().unwrap()]);
+    p.wait_for("after", &["before"]);
+    // 1000 s, 20 s with the preload: from the next line on, the thread
+    // sits in nap below the patch code far longer than the timeout.
+    std::fs::write(&nap, "1000000000").unwrap();
+    p.wait_for("after", &[]);
+    std::thread::sleep(Duration::from_millis(50));
+    let out = ctl(&["unpatch", "-p", &pid, "--timeout", "0.3"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("`work (patch level"), "{err}");
+    assert!(err.contains("it is on the stack (frame"), "{err}");
+    // Still patched: info lists it.
+    let info = ctl_ok(&["info", "-p", &pid]);
+    assert!(info.contains("work"), "{info}");
+}
+
+#[test]
+fn ctl_unpatch_walks_through_patch_frames_pie_o2_g() {
+    unpatch_inside_patch_code(Flavour::PIE_O2_G);
+}
+
+#[test]
+fn ctl_unpatch_walks_through_patch_frames_nopie_o0() {
+    unpatch_inside_patch_code(Flavour::NOPIE_O0);
+}
+
+/// Exceptions thrown below a patched function and caught inside it, and
+/// passing through another into the unpatched caller's catch: the patched
+/// lines come, the process lives on, and after unpatch the old ones return.
+fn exceptions_through_patch_code(flavour: Flavour) {
+    let case = Case::load("ctl_cxx_throw");
+    let built = build_by_recipe(&case, flavour);
+    let (before, after) = (case.before.as_str(), case.after.as_str());
+    let mut patient = Patient::start(&built);
+    patient.wait_for(before, &[]);
+    let pid = patient.pid_arg();
+    let log = ctl_ok(&["-vv", "patch", "-p", &pid, built.patch.to_str().unwrap()]);
+    assert!(
+        log.contains("registered with the patient's unwinder"),
+        "{log}"
+    );
+    patient.note(log);
+    patient.wait_for(after, &[before]);
+    patient.expect_steady(after, 3);
+    let log = ctl_ok(&["-vv", "unpatch", "-p", &pid]);
+    assert!(log.contains("deregistered"), "{log}");
+    patient.note(log);
+    patient.wait_for(before, &[after]);
+    patient.expect_steady(before, 3);
+    assert!(patient.alive());
+}
+
+#[test]
+fn ctl_cxx_exceptions_through_patch_code_pie_o0() {
+    exceptions_through_patch_code(Flavour::PIE_O0);
+}
+
+#[test]
+fn ctl_cxx_exceptions_through_patch_code_pie_o2_g() {
+    exceptions_through_patch_code(Flavour::PIE_O2_G);
+}
+
+#[test]
+fn ctl_cxx_exceptions_through_patch_code_nopie_o2_g() {
+    exceptions_through_patch_code(Flavour::NOPIE_O2_G);
+}
+
+/// A C patient has no libgcc_s: nothing is registered, and -v says so.
+#[test]
+fn ctl_c_patient_needs_no_frame_registration() {
+    let case = Case::load("ctl_inpatch");
+    let built = build_by_recipe(&case, Flavour::PIE_O2_G);
+    let nap = built.dir.path().join("nap");
+    std::fs::write(&nap, "100000").unwrap();
+    let p = Napper::start(&built, &nap);
+    let pid = p.pid();
+    p.wait_for("before", &[]);
+    let log = ctl_ok(&["-v", "patch", "-p", &pid, built.patch.to_str().unwrap()]);
+    assert!(log.contains("no __register_frame"), "{log}");
+    p.wait_for("after", &["before"]);
+}

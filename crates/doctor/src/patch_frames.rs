@@ -1,0 +1,184 @@
+//! The patch code's own unwind table (`.kpatch.eh_frame`, relocated in the
+//! region): where it lies, handing it to the safety check's unwinder, and
+//! registering it with the patient's unwinder so that C++ exceptions can
+//! pass through patch frames.
+//!
+//! Registration calls the patient's `__register_frame` (libgcc) on the
+//! section start; the region's record keeps the patient's
+//! `__deregister_frame`, which runs before the region is unmapped. A
+//! process without those functions (plain C) is left alone: its unwinder
+//! is never asked about patch code. Both take libgcc's object lock, which a
+//! stopped thread may hold, so every call is bounded in time, and one that
+//! does not return fails the command cleanly.
+
+use std::time::{Duration, Instant};
+
+use crate::error::Result;
+use crate::layout::Layout;
+use crate::object::LoadedObject;
+use crate::patch::Patch;
+use crate::patient::{self, Held};
+use crate::record::{self, Record};
+use crate::resolve;
+use crate::safety::Checker;
+
+pub const SECTION: &str = ".kpatch.eh_frame";
+
+/// How long a call into the patient's unwinder may take before it counts
+/// as blocked on a lock that a stopped thread holds.
+pub const CALL_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// Offset in the region and length of the patch's `.kpatch.eh_frame`
+/// ((0, 0) when the patch brought none).
+pub fn locate(patch: &Patch, layout: &Layout) -> (u32, u32) {
+    patch
+        .sections
+        .iter()
+        .zip(&layout.section_offset)
+        .find_map(|(s, off)| {
+            (s.name == SECTION && !s.nobits && s.size > 0)
+                .then(|| off.map(|o| (o as u32, s.size as u32)))
+                .flatten()
+        })
+        .unwrap_or((0, 0))
+}
+
+/// A name for a region in unwinder messages.
+pub fn region_name(r: &Record) -> String {
+    format!(
+        "patch region at {:#x} for {}",
+        r.base,
+        r.object.rsplit('/').next().unwrap_or(&r.object)
+    )
+}
+
+/// Tells the checker about a region's code, from its image (`bytes`, the
+/// region as it is or will be in the patient).
+pub fn add_from_image(checker: &mut Checker, r: &Record, image: &[u8]) {
+    let (off, len) = (r.eh_frame.0 as usize, r.eh_frame.1 as usize);
+    let Some(eh) = image.get(off..off + len).filter(|_| len > 0) else {
+        return;
+    };
+    checker.add_region(
+        &region_name(r),
+        r.base..r.base + r.region_len,
+        eh.to_vec(),
+        r.base + off as u64,
+    );
+}
+
+/// Tells the checker about a region already in the patient (applied by an
+/// earlier command), reading its table from there.
+pub fn add_from_patient(checker: &mut Checker, pid: i32, r: &Record) {
+    let (off, len) = (u64::from(r.eh_frame.0), r.eh_frame.1 as usize);
+    if len == 0 {
+        return;
+    }
+    let mut eh = vec![0u8; len];
+    if let Err(e) = patient::read_memory(pid, r.base + off, &mut eh) {
+        tracing::debug!("{}: unwind table unreadable: {e}", region_name(r));
+        return;
+    }
+    checker.add_region(
+        &region_name(r),
+        r.base..r.base + r.region_len,
+        eh,
+        r.base + off,
+    );
+}
+
+/// The patient's `__register_frame` and `__deregister_frame`, if it has
+/// both (libgcc_s in a C++ process).
+pub fn unwinder_functions(objects: &[LoadedObject]) -> Option<(u64, u64)> {
+    resolve::search_order(objects).into_iter().find_map(|o| {
+        let reg = o.lookup_exported("__register_frame", None)?;
+        let dereg = o.lookup_exported("__deregister_frame", None)?;
+        Some((reg.addr, dereg.addr))
+    })
+}
+
+/// Whether a table may be handed to `__register_frame`: libgcc reads FDEs
+/// up to a zero length word, and ignores (then cannot deregister) a table
+/// that starts with one.
+pub fn registrable(eh: &[u8]) -> bool {
+    eh.len() >= 8 && eh[..4] != [0; 4] && eh[eh.len() - 4..] == [0; 4]
+}
+
+/// Registers the region's table with the patient's unwinder and notes
+/// `__deregister_frame` in the record in the patient. Returns whether it did.
+pub fn register(
+    held: &mut Held,
+    r: &Record,
+    image: &[u8],
+    functions: Option<(u64, u64)>,
+) -> Result<bool> {
+    let (off, len) = (r.eh_frame.0 as usize, r.eh_frame.1 as usize);
+    if len == 0 {
+        return Ok(false);
+    }
+    let Some((register, deregister)) = functions else {
+        tracing::info!(
+            "{}: the process has no __register_frame (no libgcc_s): patch frames not registered with its unwinder",
+            region_name(r)
+        );
+        return Ok(false);
+    };
+    if !image.get(off..off + len).is_some_and(registrable) {
+        tracing::warn!(
+            "{}: {SECTION} lacks its zero terminator: not registered with the patient's unwinder",
+            region_name(r)
+        );
+        return Ok(false);
+    }
+    let at = r.base + off as u64;
+    held.call_within(
+        register,
+        [at, 0, 0, 0, 0, 0],
+        Some(Instant::now() + CALL_TIMEOUT),
+    )?;
+    held.write(
+        r.base + record::DEREGISTER_OFF as u64,
+        &deregister.to_le_bytes(),
+    )?;
+    tracing::debug!(
+        "{}: {SECTION} at {at:#x} registered with the patient's unwinder (__register_frame at {register:#x})",
+        region_name(r)
+    );
+    Ok(true)
+}
+
+/// Takes a region's table back from the patient's unwinder, if it was
+/// registered; the region must not be unmapped unless this succeeds.
+pub fn deregister(held: &mut Held, r: &Record) -> Result<()> {
+    let mut now = [0u8; 8];
+    held.read(r.base + record::DEREGISTER_OFF as u64, &mut now)?;
+    let deregister = u64::from_le_bytes(now);
+    if deregister == 0 {
+        return Ok(());
+    }
+    let at = r.base + u64::from(r.eh_frame.0);
+    held.call_within(
+        deregister,
+        [at, 0, 0, 0, 0, 0],
+        Some(Instant::now() + CALL_TIMEOUT),
+    )?;
+    // Cleared at once: libgcc aborts on a table it does not know.
+    held.write(r.base + record::DEREGISTER_OFF as u64, &[0; 8])?;
+    tracing::debug!("{}: {SECTION} deregistered", region_name(r));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_terminated_non_empty_table_is_registrable() {
+        let mut eh = vec![0x14, 0, 0, 0];
+        eh.extend([1u8; 20]);
+        assert!(!registrable(&eh), "no terminator");
+        eh.extend([0u8; 4]);
+        assert!(registrable(&eh));
+        assert!(!registrable(&[0; 8]), "empty table");
+    }
+}
