@@ -38,8 +38,14 @@ struct Napper {
 
 impl Napper {
     fn start(built: &support::Built, nap_file: &Path) -> Napper {
-        let mut child = Command::new(&built.program)
-            .env("LD_PRELOAD", support::patient::fastsleep())
+        Napper::start_with(&built.program, nap_file, &[])
+    }
+
+    fn start_with(program: &Path, nap_file: &Path, preload: &[&Path]) -> Napper {
+        let mut libs = vec![support::patient::fastsleep().display().to_string()];
+        libs.extend(preload.iter().map(|p| p.display().to_string()));
+        let mut child = Command::new(program)
+            .env("LD_PRELOAD", libs.join(":"))
             .env("NAP_FILE", nap_file)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -122,7 +128,10 @@ fn unpatch_inside_patch_code(flavour: Flavour) {
     assert!(err.contains("it is on the stack (frame"), "{err}");
     // Still patched: info lists it.
     let info = ctl_ok(&["info", "-p", &pid]);
-    assert!(info.contains("work"), "{info}");
+    assert!(
+        info.contains("  patch ") && info.contains(": work"),
+        "{info}"
+    );
 }
 
 #[test]
@@ -189,4 +198,129 @@ fn ctl_c_patient_needs_no_frame_registration() {
     let log = ctl_ok(&["-v", "patch", "-p", &pid, built.patch.to_str().unwrap()]);
     assert!(log.contains("no __register_frame"), "{log}");
     p.wait_for("after", &["before"]);
+}
+
+/// Levels 1 and 2 of `ctl_inpatch` by `libcare-patch-make -i`, in a
+/// storage directory whose `latest` the test moves. Returns the program,
+/// the store and the link `latest`.
+fn levels(tmp: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let case = Case::load("ctl_inpatch");
+    let proj = tmp.join("proj");
+    case.copy_to(&proj);
+    let mut built = Vec::new();
+    for (level, diff) in [("1", "fix.diff"), ("2", "fix2.diff")] {
+        let out = tmp.join(format!("level{level}"));
+        support::run_ok(
+            Command::new(support::tool("libcare-patch-make"))
+                .args(["--clean", "-i", level, "-d"])
+                .arg(&out)
+                .arg(diff)
+                .current_dir(&proj)
+                .env("CFLAGS", "-O2 -g"),
+        );
+        built.push(out);
+    }
+    let program = proj.join("lpmake/usr/bin/inpatch");
+    let id = support::build_id(&program);
+    let store = tmp.join("store");
+    for (i, from) in built.iter().enumerate() {
+        let dir = store.join(&id).join((i + 1).to_string());
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(from.join(format!("{id}.kpatch")), dir.join("kpatch.bin")).unwrap();
+    }
+    let latest = store.join(&id).join("latest");
+    std::os::unix::fs::symlink("1", &latest).unwrap();
+    (program, store, latest)
+}
+
+/// Level 2 replaces level 1 while the thread sits inside level 1's code
+/// of `work` (below it, in `nap`): the walk goes through the level-1 patch
+/// frame, the switch waits for it and succeeds; with a nap longer than the
+/// timeout it refuses, naming `work` of level 1, and level 1 stays.
+#[test]
+fn ctl_level_2_waits_for_threads_in_level_1_code() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (program, store, latest) = levels(tmp.path());
+    let store = store.to_str().unwrap();
+    let nap = tmp.path().join("nap");
+    std::fs::write(&nap, "1000000").unwrap();
+    let p = Napper::start_with(&program, &nap, &[]);
+    let pid = p.pid();
+    p.wait_for("before", &[]);
+    ctl_ok(&["patch", "-p", &pid, store]);
+    p.wait_for("after", &["before"]);
+
+    std::fs::remove_file(&latest).unwrap();
+    std::os::unix::fs::symlink("2", &latest).unwrap();
+    let log = ctl_ok(&["-vv", "patch", "-p", &pid, store]);
+    assert!(log.contains("not safe yet"), "the thread was in nap: {log}");
+    assert!(log.contains("work (patch level 1)"), "{log}");
+    assert!(log.contains("it is on the stack (frame"), "{log}");
+    assert!(!log.contains("cannot be walked"), "{log}");
+    p.wait_for("after2", &["after"]);
+
+    // Back to level 1 is refused as a downgrade; start over from 0.
+    ctl_ok(&["unpatch", "-p", &pid]);
+    p.wait_for("before", &["after2"]);
+    std::fs::remove_file(&latest).unwrap();
+    std::os::unix::fs::symlink("1", &latest).unwrap();
+    ctl_ok(&["patch", "-p", &pid, store]);
+    p.wait_for("after", &["before"]);
+    std::fs::write(&nap, "1000000000").unwrap();
+    p.wait_for("after", &[]);
+    std::thread::sleep(Duration::from_millis(50));
+    std::fs::remove_file(&latest).unwrap();
+    std::os::unix::fs::symlink("2", &latest).unwrap();
+    let out = ctl(&["patch", "-p", &pid, store, "--timeout", "0.3"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("`work (patch level 1)`"), "{err}");
+    let info = ctl_ok(&["info", "-p", &pid]);
+    assert!(
+        info.contains("(level 1)") && !info.contains("(level 2)"),
+        "{info}"
+    );
+}
+
+/// A `__register_frame` that never returns (as if a stopped thread held
+/// libgcc's lock): the bounded call gives up, everything is rolled back
+/// (no new mapping, code bytes as before), one line on stderr, and the
+/// patient keeps printing its old line.
+#[test]
+fn ctl_stuck_register_frame_rolls_the_patch_back() {
+    let case = Case::load("ctl_inpatch");
+    let built = build_by_recipe(&case, Flavour::PIE_O2_G);
+    let stuck = built.dir.path().join("stuck_unwinder.so");
+    support::run_ok(
+        Command::new("gcc")
+            .args(["-shared", "-fPIC", "-O2", "-o"])
+            .arg(&stuck)
+            .arg(case.dir.join("stuck_unwinder.c")),
+    );
+    let nap = built.dir.path().join("nap");
+    std::fs::write(&nap, "100000").unwrap();
+    let p = Napper::start_with(&built.program, &nap, &[&stuck]);
+    let pid = p.pid();
+    p.wait_for("before", &[]);
+    let maps = |pid: &str| -> Vec<String> {
+        std::fs::read_to_string(format!("/proc/{pid}/maps"))
+            .unwrap()
+            .lines()
+            .filter(|l| l.split_whitespace().nth(1).is_some_and(|p| p.contains('x')))
+            .map(str::to_string)
+            .collect()
+    };
+    let exec_before = maps(&pid);
+    let out = ctl(&["patch", "-p", &pid, built.patch.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("did not return in time"), "{err}");
+    assert_eq!(maps(&pid), exec_before, "a mapping was left behind");
+    for _ in 0..3 {
+        p.wait_for("before", &[]);
+    }
+    let info = ctl_ok(&["info", "-p", &pid]);
+    assert!(!info.contains("  patch "), "{info}");
 }
