@@ -136,10 +136,18 @@ pub fn register(
         [at, 0, 0, 0, 0, 0],
         Some(Instant::now() + CALL_TIMEOUT),
     )?;
-    held.write(
+    if let Err(e) = held.write(
         r.base + record::DEREGISTER_OFF as u64,
         &deregister.to_le_bytes(),
-    )?;
+    ) {
+        // Unnoted, the table would never be taken back: take it back now.
+        held.call_within(
+            deregister,
+            [at, 0, 0, 0, 0, 0],
+            Some(Instant::now() + CALL_TIMEOUT),
+        )?;
+        return Err(e);
+    }
     tracing::debug!(
         "{}: {SECTION} at {at:#x} registered with the patient's unwinder (__register_frame at {register:#x})",
         region_name(r)
