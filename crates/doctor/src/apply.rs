@@ -57,6 +57,8 @@ struct Scene<'a> {
     retired: &'a [Record],
     /// Code of the replaced patches, named, for the safety check.
     replaced_code: &'a [Busy],
+    /// The patient's mappings, read before it was stopped.
+    maps: &'a [Mapping],
 }
 
 /// A patch made ready for one region address.
@@ -164,6 +166,7 @@ fn run(
         ifuncs: &ifuncs,
         retired: &retired,
         replaced_code: &replaced_code,
+        maps: &maps,
     };
     let mut prepared = Vec::new();
     let mut taken: Vec<Mapping> = maps.clone();
@@ -309,8 +312,8 @@ fn switch(
             tracing::info!("{}: jump at {:#x} -> {:#x}", h.function, h.addr, h.target);
         }
     }
-    unpatch::release_regions(held, replace, unpatch::RELEASE_BUDGET);
-    unpatch::release_regions(held, scene.retired, unpatch::RELEASE_BUDGET);
+    unpatch::release_regions(held, scene.maps, replace, unpatch::RELEASE_BUDGET);
+    unpatch::release_regions(held, scene.maps, scene.retired, unpatch::RELEASE_BUDGET);
     Ok(())
 }
 

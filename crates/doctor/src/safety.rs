@@ -217,9 +217,16 @@ const STACK_SCAN: u64 = 1 << 20;
 /// Pointers the patient stored in its heap or globals are not searched: a
 /// patch whose code hands out pointers to its own data (a string literal
 /// kept in a global, say) must not be unpatched while they are in use.
-pub fn reference_into(held: &Held, start: u64, end: u64) -> Option<(i32, String)> {
+/// `maps` is the patient's mappings as read before it was stopped (stacks
+/// only grow, and a thread's stack missing from them is looked up afresh).
+pub fn reference_into(
+    held: &Held,
+    maps: &[Mapping],
+    start: u64,
+    end: u64,
+) -> Option<(i32, String)> {
     let inside = |v: u64| v >= start && v < end;
-    let maps = maps::read(held.pid()).unwrap_or_default();
+    let mut fresh: Option<Vec<Mapping>> = None;
     for t in held.threads() {
         let r = &t.regs;
         let named = [
@@ -244,8 +251,16 @@ pub fn reference_into(held: &Held, start: u64, end: u64) -> Option<(i32, String)
             return Some((t.tid, format!("{n} = {v:#x}")));
         }
         let lo = r.rsp.saturating_sub(RED_ZONE);
-        let Some(stack) = maps.iter().find(|m| lo >= m.start && lo < m.end) else {
-            continue;
+        let holds = |m: &&Mapping| lo >= m.start && lo < m.end;
+        let stack = match maps.iter().find(holds) {
+            Some(m) => m.clone(),
+            None => {
+                let now = fresh.get_or_insert_with(|| maps::read(held.pid()).unwrap_or_default());
+                match now.iter().find(holds) {
+                    Some(m) => m.clone(),
+                    None => continue,
+                }
+            }
         };
         let hi = stack.end.min(r.rsp + STACK_SCAN);
         let mut words = vec![0u8; ((hi - lo) & !7) as usize];

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::hunk;
-use crate::maps;
+use crate::maps::{self, Mapping};
 use crate::patch_frames;
 use crate::patient::{self, Held};
 use crate::record::{self, Record};
@@ -100,20 +100,25 @@ pub const RELEASE_BUDGET: Duration = Duration::from_millis(200);
 /// switch is complete and the patient has run new code, so nothing here may
 /// fail the command (a rollback now would be the dangerous thing): problems
 /// are logged, and the worst outcome is unused memory left mapped.
-pub fn release_regions(held: &mut Held, records: &[Record], budget: Duration) {
-    if let Err(e) = try_release(held, records, budget) {
+pub fn release_regions(held: &mut Held, maps: &[Mapping], records: &[Record], budget: Duration) {
+    if let Err(e) = try_release(held, maps, records, budget) {
         tracing::warn!("patch regions stay mapped: {e}");
     }
 }
 
-fn try_release(held: &mut Held, records: &[Record], budget: Duration) -> Result<()> {
+fn try_release(
+    held: &mut Held,
+    maps: &[Mapping],
+    records: &[Record],
+    budget: Duration,
+) -> Result<()> {
     let deadline = Instant::now() + budget;
     let mut left: Vec<&Record> = records.iter().collect();
     let mut pause = Duration::from_millis(5);
     loop {
         let mut still = Vec::new();
         for r in left {
-            match safety::reference_into(held, r.base, r.base + r.region_len) {
+            match safety::reference_into(held, maps, r.base, r.base + r.region_len) {
                 Some(at) => still.push((r, at)),
                 None => {
                     if let Err(e) = patch_frames::deregister(held, r) {
@@ -167,7 +172,7 @@ pub fn reclaim(pid: i32, budget: Duration) -> Result<usize> {
     let syscall_insn = crate::syscall::find_syscall_insn(pid, &maps);
     let mut held = Held::hold(pid)?;
     held.use_syscall_insn(syscall_insn);
-    release_regions(&mut held, &retired, budget);
+    release_regions(&mut held, &maps, &retired, budget);
     drop(held);
     let left = record::scan(pid, &maps::read(pid)?)?
         .iter()
@@ -200,7 +205,7 @@ pub fn unpatch_process(
     if records.is_empty() {
         if !retired.is_empty() {
             let mut held = Held::hold(pid)?;
-            release_regions(&mut held, &retired, budget);
+            release_regions(&mut held, &maps, &retired, budget);
             report.stopped_us = held.stopped_for().as_micros() as u64;
         }
         report.status = "nothing to unpatch".into();
@@ -226,12 +231,21 @@ pub fn unpatch_process(
     let mut held = Held::hold(pid)?;
     held.use_syscall_insn(syscall_insn);
     let mut undo = UndoLog::default();
+    let at = |held: &Held, step: &str| {
+        tracing::debug!(
+            stopped_us = held.stopped_for().as_micros() as u64,
+            "unpatch: {step}"
+        );
+    };
+    at(&held, "held");
     let result = checker
         .wait_until_safe(&mut held, &busy, timeout)
         .and_then(|()| {
+            at(&held, "safe");
             for r in records.iter().rev() {
                 restore(&mut held, r, &mut undo)?;
             }
+            at(&held, "restored");
             Ok(())
         });
     report.stopped_us = held.stopped_for().as_micros() as u64;
@@ -239,8 +253,9 @@ pub fn unpatch_process(
         undo.roll_back(&mut held);
         return Err(e);
     }
-    release_regions(&mut held, &records, budget);
-    release_regions(&mut held, &retired, budget);
+    release_regions(&mut held, &maps, &records, budget);
+    release_regions(&mut held, &maps, &retired, budget);
+    at(&held, "released");
     report.stopped_us = held.stopped_for().as_micros() as u64;
     drop(held);
     for (r, functions) in records.iter().zip(names) {
