@@ -324,3 +324,43 @@ fn ctl_stuck_register_frame_rolls_the_patch_back() {
     let info = ctl_ok(&["info", "-p", &pid]);
     assert!(!info.contains("  patch "), "{info}");
 }
+
+/// A C++ patch refused at its timeout (its function never returns) after
+/// its unwind table was registered: the rollback takes the table back
+/// before unmapping the region, so the exceptions the patient keeps
+/// throwing and catching still work (a stale registration would make the
+/// next throw read freed memory).
+#[test]
+fn ctl_cxx_refused_patch_takes_its_frames_back() {
+    let case = Case::load("ctl_cxx_busy");
+    let built = build_by_recipe(&case, Flavour::PIE_O2_G);
+    let before = case.before.as_str();
+    let mut patient = Patient::start(&built);
+    patient.wait_for(before, &[]);
+    let pid = patient.pid_arg();
+    let out = ctl(&[
+        "-vv",
+        "patch",
+        "-p",
+        &pid,
+        "--timeout",
+        "0.2",
+        built.patch.to_str().unwrap(),
+    ]);
+    let log = text(&out);
+    assert!(!out.status.success(), "{log}");
+    assert!(log.contains("`_Z4spinv`"), "{log}");
+    assert!(
+        log.contains("registered with the patient's unwinder"),
+        "{log}"
+    );
+    assert!(log.contains("deregistered"), "{log}");
+    patient.note(log);
+    // Lines printed while libcare-ctl waited are still in the pipe: let the
+    // patient throw a dozen more times after the rollback, then read past
+    // all of them.
+    std::thread::sleep(Duration::from_millis(250));
+    assert!(patient.alive(), "the patient died after the rollback");
+    patient.expect_steady(before, 30);
+    assert!(patient.alive());
+}
