@@ -485,6 +485,49 @@ mod tests {
         }
     }
 
+    /// A program without any unwind table (hand-written `_start`, no CFI):
+    /// a pc at its entry point is not taken for an outermost frame, since
+    /// nothing in it vouches for any frame; the walk fails.
+    #[test]
+    fn entry_without_cfi_counts_only_in_an_object_that_has_fdes() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("start.c");
+        let exe = dir.path().join("start");
+        std::fs::write(
+            &src,
+            "void _start(void) { for (;;) __asm__ volatile(\"pause\"); }\n",
+        )
+        .unwrap();
+        let ok = std::process::Command::new("gcc")
+            .args([
+                "-nostdlib",
+                "-static",
+                "-O2",
+                "-fno-asynchronous-unwind-tables",
+            ])
+            .args(["-fno-unwind-tables", "-Wl,--no-eh-frame-hdr", "-o"])
+            .arg(&exe)
+            .arg(&src)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let elf = std::fs::read(&exe).unwrap();
+        let entry = object::File::parse(&*elf).unwrap().entry();
+        let mut tables = Tables::new();
+        tables.add_elf("start", &elf, 0).unwrap();
+        assert_eq!(tables.fde_count(), 0);
+        let regs = Registers {
+            rip: entry,
+            rsp: 0x1000,
+            ..Registers::default()
+        };
+        let err = unwind(&regs, &NoMemory, &tables, 8).unwrap_err();
+        assert!(
+            matches!(err, UnwindError::NoFde { pc, .. } if pc == entry),
+            "{err}"
+        );
+    }
+
     #[test]
     fn a_gap_between_fdes_of_a_hdr_indexed_object_is_no_fde() {
         let elf = std::fs::read(LIBC).unwrap();
