@@ -131,6 +131,7 @@ pub fn register(
         return Ok(false);
     }
     let at = r.base + off as u64;
+    let t = Instant::now();
     held.call_within(
         register,
         [at, 0, 0, 0, 0, 0],
@@ -149,8 +150,9 @@ pub fn register(
         return Err(e);
     }
     tracing::debug!(
-        "{}: {SECTION} at {at:#x} registered with the patient's unwinder (__register_frame at {register:#x})",
-        region_name(r)
+        "{}: {SECTION} at {at:#x} registered with the patient's unwinder (__register_frame at {register:#x}, {} us)",
+        region_name(r),
+        t.elapsed().as_micros()
     );
     Ok(true)
 }

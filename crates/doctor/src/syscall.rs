@@ -242,18 +242,23 @@ impl Held {
 }
 
 /// The next stop of `tid`, or `None` once `deadline` has passed. Polls: a
-/// quick function returns within microseconds, so the first polls are
-/// spaced closely.
+/// quick function returns within microseconds, far below the granularity
+/// of a sleep (about 60 us, the timer slack, measured as the whole cost of
+/// a __register_frame call), so the first half millisecond only yields.
 fn wait_until(tid: i32, deadline: Instant) -> Result<Option<Stop>> {
-    let mut pause = Duration::from_micros(5);
+    let start = Instant::now();
     loop {
         if let Some(stop) = ptrace::wait_nohang(tid)? {
             return Ok(Some(stop));
         }
-        if Instant::now() >= deadline {
+        let now = Instant::now();
+        if now >= deadline {
             return Ok(None);
         }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(1));
+        if now - start < Duration::from_micros(500) {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(Duration::from_micros(200));
+        }
     }
 }
