@@ -147,7 +147,9 @@ fn ctl_unpatch_walks_through_patch_frames_nopie_o0() {
 /// Exceptions thrown below a patched function and caught inside it, and
 /// passing through another into the unpatched caller's catch: the patched
 /// lines come, the process lives on, and after unpatch the old ones return.
-fn exceptions_through_patch_code(flavour: Flavour) {
+/// `unwinders`: how many unwinders the patient has (libgcc_s, and a static
+/// copy in the program), each of which must get the table.
+fn exceptions_through_patch_code(flavour: Flavour, unwinders: usize) {
     let case = Case::load("ctl_cxx_throw");
     let built = build_by_recipe(&case, flavour);
     let (before, after) = (case.before.as_str(), case.after.as_str());
@@ -155,15 +157,17 @@ fn exceptions_through_patch_code(flavour: Flavour) {
     patient.wait_for(before, &[]);
     let pid = patient.pid_arg();
     let log = ctl_ok(&["-vv", "patch", "-p", &pid, built.patch.to_str().unwrap()]);
-    assert!(
-        log.contains("registered with the patient's unwinder"),
+    assert_eq!(
+        log.matches("registered with the patient's unwinder")
+            .count(),
+        unwinders,
         "{log}"
     );
     patient.note(log);
     patient.wait_for(after, &[before]);
     patient.expect_steady(after, 3);
     let log = ctl_ok(&["-vv", "unpatch", "-p", &pid]);
-    assert!(log.contains("deregistered"), "{log}");
+    assert_eq!(log.matches("deregistered").count(), unwinders, "{log}");
     patient.note(log);
     patient.wait_for(before, &[after]);
     patient.expect_steady(before, 3);
@@ -172,17 +176,32 @@ fn exceptions_through_patch_code(flavour: Flavour) {
 
 #[test]
 fn ctl_cxx_exceptions_through_patch_code_pie_o0() {
-    exceptions_through_patch_code(Flavour::PIE_O0);
+    exceptions_through_patch_code(Flavour::PIE_O0, 1);
 }
 
 #[test]
 fn ctl_cxx_exceptions_through_patch_code_pie_o2_g() {
-    exceptions_through_patch_code(Flavour::PIE_O2_G);
+    exceptions_through_patch_code(Flavour::PIE_O2_G, 1);
 }
 
 #[test]
 fn ctl_cxx_exceptions_through_patch_code_nopie_o2_g() {
-    exceptions_through_patch_code(Flavour::NOPIE_O2_G);
+    exceptions_through_patch_code(Flavour::NOPIE_O2_G, 1);
+}
+
+/// Linked with `-static-libgcc`: the program has its own unwinder (found
+/// in its symbol table; its landing pads resume through it), and
+/// libstdc++.so brings libgcc_s's (its throws go through that): both get
+/// the table.
+#[test]
+fn ctl_cxx_exceptions_through_patch_code_static_libgcc() {
+    exceptions_through_patch_code(
+        Flavour {
+            name: "pie-O2-g-static-libgcc",
+            cflags: "-O2 -g -static-libgcc",
+        },
+        2,
+    );
 }
 
 /// A C patient has no libgcc_s: nothing is registered, and -v says so.

@@ -152,7 +152,7 @@ fn run(
     for r in applied.iter().chain(&retired) {
         patch_frames::add_from_patient(&mut checker, pid, r);
     }
-    let unwinder = patch_frames::unwinder_functions(&objects);
+    let unwinders = patch_frames::unwinder_functions(&objects);
     let (ifuncs, ifunc_stop) = call_ifunc_resolvers(pid, patches, &todo, &objects, early.as_mut())?;
     let replaced_code: Vec<Busy> = replace
         .iter()
@@ -196,7 +196,7 @@ fn run(
         &scene,
         &mut prepared,
         &mut checker,
-        unwinder,
+        &unwinders,
         opts,
         &mut undo,
     );
@@ -234,7 +234,7 @@ fn switch(
     scene: &Scene<'_>,
     prepared: &mut [Prepared],
     checker: &mut Checker,
-    unwinder: Option<(u64, u64)>,
+    unwinders: &[(u64, u64)],
     opts: &Options,
     undo: &mut UndoLog,
 ) -> Result<()> {
@@ -263,12 +263,12 @@ fn switch(
         });
         held.write(p.base, &p.image)?;
         // Before any hunk goes live: an exception thrown in the new code
-        // must find its frames.
-        if patch_frames::register(held, &p.record, &p.image, unwinder)? {
-            undo.push(Undo::Deregister {
-                record: p.record.clone(),
-            });
-        }
+        // must find its frames. Logged first: the region notes each
+        // registration as it succeeds, and the undo takes back those.
+        undo.push(Undo::Deregister {
+            record: p.record.clone(),
+        });
+        patch_frames::register(held, &p.record, &p.image, unwinders)?;
     }
     let mut busy: Vec<Busy> = Vec::new();
     for p in prepared.iter() {
@@ -456,7 +456,7 @@ fn prepare(
         hunks: hunks.iter().map(Hunk::saved_hunk).collect(),
         entries: entries.clone(),
         eh_frame: patch_frames::locate(patch, layout),
-        deregister: 0,
+        deregister: [0; record::UNWINDERS],
     };
     record.encode_into(&mut image, layout.record_cap);
     Ok(Prepared {

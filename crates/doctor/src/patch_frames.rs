@@ -87,14 +87,37 @@ pub fn add_from_patient(checker: &mut Checker, pid: i32, r: &Record) {
     );
 }
 
-/// The patient's `__register_frame` and `__deregister_frame`, if it has
-/// both (libgcc_s in a C++ process).
-pub fn unwinder_functions(objects: &[LoadedObject]) -> Option<(u64, u64)> {
-    resolve::search_order(objects).into_iter().find_map(|o| {
+/// The patient's unwinders, as (`__register_frame`, `__deregister_frame`)
+/// pairs: the one libgcc_s exports in a C++ process, and a program's own
+/// static copy (`-static-libgcc`), found in its symbol table. A process can
+/// have both (`-static-libgcc` with libstdc++.so, which brings libgcc_s):
+/// code of the program resumes unwinding through its own copy, a throw in
+/// libstdc++ through libgcc_s's, so the table goes to each. None: plain C.
+pub fn unwinder_functions(objects: &[LoadedObject]) -> Vec<(u64, u64)> {
+    let order = resolve::search_order(objects);
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    let mut add = |pair: Option<(u64, u64)>| {
+        if let Some(pair) = pair
+            && !out.contains(&pair)
+            && out.len() < record::UNWINDERS
+        {
+            out.push(pair);
+        }
+    };
+    add(order.iter().find_map(|o| {
         let reg = o.lookup_exported("__register_frame", None)?;
         let dereg = o.lookup_exported("__deregister_frame", None)?;
         Some((reg.addr, dereg.addr))
-    })
+    }));
+    for o in &order {
+        let defined = |name| {
+            o.lookup_any(name)
+                .filter(|f| f.kind == object::elf::STT_FUNC)
+                .map(|f| f.addr)
+        };
+        add(defined("__register_frame").zip(defined("__deregister_frame")));
+    }
+    out
 }
 
 /// Whether a table may be handed to `__register_frame`: libgcc reads FDEs
@@ -104,77 +127,79 @@ pub fn registrable(eh: &[u8]) -> bool {
     eh.len() >= 8 && eh[..4] != [0; 4] && eh[eh.len() - 4..] == [0; 4]
 }
 
-/// Registers the region's table with the patient's unwinder and notes
-/// `__deregister_frame` in the record in the patient. Returns whether it did.
-pub fn register(
-    held: &mut Held,
-    r: &Record,
-    image: &[u8],
-    functions: Option<(u64, u64)>,
-) -> Result<bool> {
+/// Registers the region's table with each of the patient's unwinders,
+/// noting each `__deregister_frame` in the record in the patient as soon
+/// as its registration is done (what `deregister` takes back).
+pub fn register(held: &mut Held, r: &Record, image: &[u8], unwinders: &[(u64, u64)]) -> Result<()> {
     let (off, len) = (r.eh_frame.0 as usize, r.eh_frame.1 as usize);
     if len == 0 {
-        return Ok(false);
+        return Ok(());
     }
-    let Some((register, deregister)) = functions else {
+    if unwinders.is_empty() {
         tracing::info!(
-            "{}: the process has no __register_frame (no libgcc_s): patch frames not registered with its unwinder",
+            "{}: the process has no __register_frame (no C++ unwinder): patch frames not registered with it",
             region_name(r)
         );
-        return Ok(false);
-    };
+        return Ok(());
+    }
     if !image.get(off..off + len).is_some_and(registrable) {
         tracing::warn!(
             "{}: {SECTION} lacks its zero terminator: not registered with the patient's unwinder",
             region_name(r)
         );
-        return Ok(false);
+        return Ok(());
     }
     let at = r.base + off as u64;
-    let t = Instant::now();
-    held.call_within(
-        register,
-        [at, 0, 0, 0, 0, 0],
-        Some(Instant::now() + CALL_TIMEOUT),
-    )?;
-    if let Err(e) = held.write(
-        r.base + record::DEREGISTER_OFF as u64,
-        &deregister.to_le_bytes(),
-    ) {
-        // Unnoted, the table would never be taken back: take it back now.
+    for (i, &(register, deregister)) in unwinders.iter().take(record::UNWINDERS).enumerate() {
+        let t = Instant::now();
+        held.call_within(
+            register,
+            [at, 0, 0, 0, 0, 0],
+            Some(Instant::now() + CALL_TIMEOUT),
+        )?;
+        let slot = r.base + (record::DEREGISTER_OFF + 8 * i) as u64;
+        if let Err(e) = held.write(slot, &deregister.to_le_bytes()) {
+            // Unnoted, the table would never be taken back: take it back now.
+            held.call_within(
+                deregister,
+                [at, 0, 0, 0, 0, 0],
+                Some(Instant::now() + CALL_TIMEOUT),
+            )?;
+            return Err(e);
+        }
+        tracing::debug!(
+            "{}: {SECTION} at {at:#x} registered with the patient's unwinder (__register_frame at {register:#x}, {} us)",
+            region_name(r),
+            t.elapsed().as_micros()
+        );
+    }
+    Ok(())
+}
+
+/// Takes a region's table back from every unwinder of the patient that
+/// holds it; the region must not be unmapped unless this succeeds.
+pub fn deregister(held: &mut Held, r: &Record) -> Result<()> {
+    let at = r.base + u64::from(r.eh_frame.0);
+    for i in 0..record::UNWINDERS {
+        let slot = r.base + (record::DEREGISTER_OFF + 8 * i) as u64;
+        let mut now = [0u8; 8];
+        held.read(slot, &mut now)?;
+        let deregister = u64::from_le_bytes(now);
+        if deregister == 0 {
+            continue;
+        }
         held.call_within(
             deregister,
             [at, 0, 0, 0, 0, 0],
             Some(Instant::now() + CALL_TIMEOUT),
         )?;
-        return Err(e);
+        // Cleared at once: libgcc aborts on a table it does not know.
+        held.write(slot, &[0; 8])?;
+        tracing::debug!(
+            "{}: {SECTION} deregistered (__deregister_frame at {deregister:#x})",
+            region_name(r)
+        );
     }
-    tracing::debug!(
-        "{}: {SECTION} at {at:#x} registered with the patient's unwinder (__register_frame at {register:#x}, {} us)",
-        region_name(r),
-        t.elapsed().as_micros()
-    );
-    Ok(true)
-}
-
-/// Takes a region's table back from the patient's unwinder, if it was
-/// registered; the region must not be unmapped unless this succeeds.
-pub fn deregister(held: &mut Held, r: &Record) -> Result<()> {
-    let mut now = [0u8; 8];
-    held.read(r.base + record::DEREGISTER_OFF as u64, &mut now)?;
-    let deregister = u64::from_le_bytes(now);
-    if deregister == 0 {
-        return Ok(());
-    }
-    let at = r.base + u64::from(r.eh_frame.0);
-    held.call_within(
-        deregister,
-        [at, 0, 0, 0, 0, 0],
-        Some(Instant::now() + CALL_TIMEOUT),
-    )?;
-    // Cleared at once: libgcc aborts on a table it does not know.
-    held.write(r.base + record::DEREGISTER_OFF as u64, &[0; 8])?;
-    tracing::debug!("{}: {SECTION} deregistered", region_name(r));
     Ok(())
 }
 

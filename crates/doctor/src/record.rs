@@ -15,8 +15,9 @@
 //! 744  target object name, 128 bytes, NUL-terminated
 //! 872  .kpatch.eh_frame offset in the region u32 (0: none)
 //! 876  .kpatch.eh_frame length u32
-//! 880  `__deregister_frame` in the patient u64, once the patch's
-//!      `.kpatch.eh_frame` is registered with its unwinder (0: not registered)
+//! 880  `__deregister_frame` of each of the patient's unwinders (two u64:
+//!      libgcc_s, a program's static copy) that holds the patch's
+//!      `.kpatch.eh_frame` (0: none)
 //! hunks:   address u64, jump target u64, length u32, pad u32, saved bytes [16]
 //! entries: relocated .kpatch.info entries, 48 bytes each
 //! ```
@@ -33,9 +34,11 @@ pub const RETIRED_OFF: usize = 10;
 const NAME_OFF: usize = 744;
 const NAME_LEN: usize = 128;
 const EH_FRAME_OFF: usize = 872;
-/// Offset of the `__deregister_frame` address.
+/// Offset of the `__deregister_frame` addresses.
 pub const DEREGISTER_OFF: usize = 880;
-pub const FIXED_LEN: usize = 888;
+/// How many unwinders one patch can be registered with.
+pub const UNWINDERS: usize = 2;
+pub const FIXED_LEN: usize = DEREGISTER_OFF + 8 * UNWINDERS;
 pub const HUNK_LEN: usize = 40;
 /// Longest original byte sequence a hunk may overwrite.
 pub const SAVED_MAX: usize = 16;
@@ -69,7 +72,7 @@ pub struct Record {
     pub eh_frame: (u32, u32),
     /// `__deregister_frame` of the patient when the table is registered
     /// with the patient's own unwinder (C++ exceptions through patch code).
-    pub deregister: u64,
+    pub deregister: [u64; UNWINDERS],
 }
 
 /// Bytes the record needs for up to `max_entries` hunks and entries.
@@ -115,7 +118,9 @@ impl Record {
         image[NAME_OFF..NAME_OFF + n].copy_from_slice(&name[..n]);
         put32(image, EH_FRAME_OFF, self.eh_frame.0);
         put32(image, EH_FRAME_OFF + 4, self.eh_frame.1);
-        put64(image, DEREGISTER_OFF, self.deregister);
+        for (i, d) in self.deregister.iter().enumerate() {
+            put64(image, DEREGISTER_OFF + 8 * i, *d);
+        }
         for (i, h) in self.hunks.iter().enumerate() {
             let o = hunks_off + i * HUNK_LEN;
             put64(image, o, h.addr);
@@ -195,7 +200,7 @@ impl Record {
             hunks,
             entries,
             eh_frame: (eh_off, eh_len),
-            deregister: u64_at(head, DEREGISTER_OFF),
+            deregister: std::array::from_fn(|i| u64_at(head, DEREGISTER_OFF + 8 * i)),
         })
     }
 }
@@ -280,7 +285,7 @@ mod tests {
                 ..Default::default()
             }],
             eh_frame: (0x400, 0x58),
-            deregister: 0x7f00_1234_5678,
+            deregister: [0x7f00_1234_5678, 0],
         };
         r.encode_into(&mut image, cap);
         let back = Record::decode(1, r.base, &image[..FIXED_LEN], |_, b| {
