@@ -3,13 +3,16 @@
 //! registering it with the patient's unwinder so that C++ exceptions can
 //! pass through patch frames.
 //!
-//! Registration calls the patient's `__register_frame` (libgcc) on the
-//! section start; the region's record keeps the patient's
-//! `__deregister_frame`, which runs before the region is unmapped. A
-//! process without those functions (plain C) is left alone: its unwinder
-//! is never asked about patch code. Both take libgcc's object lock, which a
-//! stopped thread may hold, so every call is bounded in time, and one that
-//! does not return fails the command cleanly.
+//! Registration calls `__register_frame` of each unwinder in the patient
+//! (libgcc_s's, a `-static-libgcc` program's own) on the section start,
+//! which must end with a zero terminator; the region's record keeps each
+//! matching `__deregister_frame`, which runs before the region is
+//! unmapped (a table left registered over unmapped memory kills the next
+//! throw). A process without those functions (plain C) is left alone: no
+//! unwinder of its own is ever asked about patch code. Both take libgcc's
+//! object lock (and malloc's), which a stopped thread may hold, so every
+//! call is bounded in time, and one that does not return fails the
+//! command, which is rolled back.
 
 use std::time::{Duration, Instant};
 
