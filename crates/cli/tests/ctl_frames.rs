@@ -383,3 +383,27 @@ fn ctl_cxx_refused_patch_takes_its_frames_back() {
     patient.expect_steady(before, 30);
     assert!(patient.alive());
 }
+
+/// The main thread never makes a system call (it may be stopped anywhere,
+/// even inside malloc); the call to `__register_frame` runs in the other
+/// thread, which sits in one.
+#[test]
+fn ctl_register_frame_runs_in_a_thread_stopped_in_a_syscall() {
+    let case = Case::load("ctl_cxx_spin");
+    let built = build_by_recipe(&case, Flavour::PIE_O2_G);
+    let (before, after) = (case.before.as_str(), case.after.as_str());
+    let mut patient = Patient::start(&built);
+    patient.wait_for(before, &[]);
+    let pid = patient.pid_arg();
+    let log = ctl_ok(&["-vv", "patch", "-p", &pid, built.patch.to_str().unwrap()]);
+    let threads: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split("in thread ").nth(1))
+        .collect();
+    assert!(!threads.is_empty(), "{log}");
+    assert!(threads.iter().all(|t| *t != pid), "{log}");
+    patient.note(log);
+    patient.wait_for(after, &[before]);
+    ctl_ok(&["unpatch", "-p", &pid]);
+    patient.wait_for(before, &[after]);
+}

@@ -445,6 +445,22 @@ impl Held {
             .ok_or(Error::Exited { pid: self.pid })
     }
 
+    /// The thread to run a function call in: one stopped in a system call
+    /// if there is one (the main thread first). A thread stopped anywhere
+    /// else may be halfway through a non-reentrant update (malloc's
+    /// per-thread cache, say) that the called function would then see
+    /// half-done; in a system call it is between such steps.
+    pub(crate) fn call_tid(&self) -> Result<i32> {
+        let in_syscall = |t: &&Thread| t.stopped && (t.regs.orig_rax as i64) >= 0;
+        self.threads
+            .iter()
+            .filter(in_syscall)
+            .find(|t| t.tid == self.pid)
+            .or_else(|| self.threads.iter().find(in_syscall))
+            .map(|t| Ok(t.tid))
+            .unwrap_or_else(|| self.worker_tid())
+    }
+
     /// Whether the patient still has threads to work with.
     pub fn alive(&self) -> bool {
         !self.threads.is_empty() && exists(self.pid)

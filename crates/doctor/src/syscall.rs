@@ -100,7 +100,7 @@ impl Held {
         args: [u64; 6],
         deadline: Option<Instant>,
     ) -> Result<u64> {
-        let tid = self.worker_tid()?;
+        let tid = self.call_tid()?;
         let saved = ptrace::getregs(tid)?;
         // Far below the red zone and whatever the thread was doing, aligned
         // as at a call site (rsp + 8 is 16-aligned inside the callee).
@@ -118,6 +118,7 @@ impl Held {
         regs.r8 = args[4];
         regs.r9 = args[5];
         ptrace::setregs(tid, &regs)?;
+        tracing::debug!("calling {func:#x} in thread {tid}");
         let outcome = loop {
             ptrace::cont(tid)?;
             let stop = match deadline {
