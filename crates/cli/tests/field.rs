@@ -118,7 +118,6 @@ fn objdir_removed_by_make_clean_recipe() {
 /// `obj/.kpatch_*.original.s` back without re-creating `obj/` ("cannot
 /// restore ...: No such file or directory").
 #[test]
-#[ignore = "libcare-patch-make: restoring the original assembly does not re-create a directory removed by make clean"]
 fn objdir_removed_by_make_clean_patch_make() {
     by_patch_make("field_objdir_clean", Flavour::PIE_O2_G);
 }
@@ -263,7 +262,6 @@ fn same_named_static_functions_recipe() {
 /// or have libcare-cc's patched link append `-Wl,--no-gc-sections`; both
 /// were checked by hand to keep the sections.
 #[test]
-#[ignore = "patched link with -Wl,--gc-sections drops the .kpatch.* sections"]
 fn gc_sections_link_patch_make() {
     by_patch_make("field_gc_sections", Flavour::PIE_O2_G);
 }

@@ -221,6 +221,12 @@ fn patched_stage(
     project.make(Stage::Patched, &["clean"])?;
     for (path, text) in originals {
         if !path.exists() {
+            // `make clean` may remove the object directory itself
+            // (`rm -rf obj`); the saved assembly lives there.
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("cannot create {}", parent.display()))?;
+            }
             std::fs::write(path, text)
                 .with_context(|| format!("cannot restore {}", path.display()))?;
         }
