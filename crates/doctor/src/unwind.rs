@@ -116,6 +116,21 @@ pub enum UnwindError {
     TooDeep { max: usize, pc: u64 },
 }
 
+impl UnwindError {
+    /// The pc at which the walk stopped.
+    pub fn pc(&self) -> u64 {
+        match self {
+            UnwindError::UnknownCode { pc, .. }
+            | UnwindError::NoFde { pc, .. }
+            | UnwindError::Cfi { pc, .. }
+            | UnwindError::SignalFrame { pc, .. }
+            | UnwindError::NoStackPointer { pc, .. }
+            | UnwindError::NoProgress { pc, .. }
+            | UnwindError::TooDeep { pc, .. } => *pc,
+        }
+    }
+}
+
 /// Walks the stack of a thread stopped with registers `regs`, from the
 /// innermost frame to the outermost, which is the last frame returned.
 ///
@@ -182,11 +197,21 @@ pub fn unwind(
             continue;
         }
 
-        let lookup_pc = if kind == FrameKind::Call {
+        let mut lookup_pc = if kind == FrameKind::Call {
             pc.wrapping_sub(1)
         } else {
             pc
         };
+        if kind != FrameKind::Call {
+            match clone_return(tables, &memory, pc, &current) {
+                Some(CloneReturn::Child) => {
+                    frames.push(frame);
+                    return Ok(frames);
+                }
+                Some(CloneReturn::Parent) => lookup_pc = pc - CLONE_RETURN_BACK,
+                None => {}
+            }
+        }
         let (table, fde) = match tables.lookup(lookup_pc) {
             Lookup::Unknown => {
                 return Err(UnwindError::UnknownCode {
@@ -280,4 +305,49 @@ fn name(object: &Option<Arc<str>>) -> Arc<str> {
     object
         .clone()
         .unwrap_or_else(|| Arc::from("anonymous memory"))
+}
+
+/// `syscall`, then `test %rax,%rax`: the return of glibc's `clone` and
+/// `clone3`.
+const SYSCALL: [u8; 2] = [0x0f, 0x05];
+const TEST_RAX: [u8; 3] = [0x48, 0x85, 0xc0];
+/// From the return of the syscall back to the last byte before it.
+const CLONE_RETURN_BACK: u64 = 3;
+
+enum CloneReturn {
+    /// The new thread, before its first instruction: nothing called it.
+    Child,
+    /// The creating thread (stopped there by the clone event while we
+    /// trace it): still in the state the FDE describes up to the syscall.
+    Parent,
+}
+
+/// glibc's `clone` and `clone3` end their FDE just before the `syscall`,
+/// so that the child is not unwound with the parent's rules; a thread
+/// stopped on the syscall's return is then in no FDE. The child (rax 0)
+/// is the outermost frame; the parent has changed nothing the CFI tracks
+/// since the FDE's last row (the syscall only writes rax, rcx and r11), so
+/// that row unwinds it. Anything else in an FDE gap stays an error.
+fn clone_return(
+    tables: &Tables,
+    memory: &dyn Memory,
+    pc: u64,
+    regs: &RegisterFile,
+) -> Option<CloneReturn> {
+    let Lookup::Known { object, .. } = tables.lookup(pc) else {
+        return None;
+    };
+    if object.covered(pc) || !object.covered(pc.checked_sub(CLONE_RETURN_BACK)?) {
+        return None;
+    }
+    let mut code = [0u8; 5];
+    memory.read(pc - 2, &mut code).ok()?;
+    if code[..2] != SYSCALL || code[2..] != TEST_RAX {
+        return None;
+    }
+    Some(if regs.get(registers::RAX) == Some(0) {
+        CloneReturn::Child
+    } else {
+        CloneReturn::Parent
+    })
 }

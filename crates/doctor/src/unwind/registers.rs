@@ -49,7 +49,8 @@ impl From<libc::user_regs_struct> for Registers {
     }
 }
 
-/// DWARF register number of `rsp` in the x86-64 psABI numbering.
+/// DWARF register numbers of `rax` and `rsp` in the x86-64 psABI numbering.
+pub(crate) const RAX: u16 = 0;
 pub(crate) const RSP: u16 = 7;
 /// DWARF column of the return address (`rip`) in the x86-64 psABI numbering.
 pub(crate) const RIP: u16 = 16;

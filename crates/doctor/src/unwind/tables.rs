@@ -185,7 +185,7 @@ impl ObjectTable {
 
     /// Whether an FDE really covers `pc` (an index span from `.eh_frame_hdr`
     /// is only an upper bound).
-    fn covered(&self, pc: u64) -> bool {
+    pub(crate) fn covered(&self, pc: u64) -> bool {
         let Some(span) = self.fde_for(pc) else {
             return false;
         };
@@ -526,6 +526,72 @@ mod tests {
             matches!(err, UnwindError::NoFde { pc, .. } if pc == entry),
             "{err}"
         );
+    }
+
+    /// libc's code by link-time address, and an 8-byte stack at 0x1000
+    /// holding a return address of 0 (the outermost frame).
+    struct LibcAndStack<'a>(&'a [u8]);
+    impl Memory for LibcAndStack<'_> {
+        fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+            if (0x1000..0x1008).contains(&addr) {
+                buf.fill(0);
+                return Ok(());
+            }
+            let file = object::File::parse(self.0).unwrap();
+            for seg in file.segments() {
+                let (off, size) = seg.file_range();
+                if addr >= seg.address() && addr + buf.len() as u64 <= seg.address() + size {
+                    let at = (off + addr - seg.address()) as usize;
+                    buf.copy_from_slice(&self.0[at..at + buf.len()]);
+                    return Ok(());
+                }
+            }
+            Err(MemoryError {
+                addr,
+                len: buf.len(),
+                reason: "unmapped".into(),
+            })
+        }
+    }
+
+    /// A thread stopped on the return of glibc's clone/clone3 syscall,
+    /// where glibc leaves an FDE gap: the child (rax 0) is outermost, the
+    /// parent unwinds with the row before the syscall.
+    #[test]
+    fn the_return_of_clone_is_unwound_for_parent_and_child() {
+        let elf = std::fs::read(LIBC).unwrap();
+        let mut tables = Tables::new();
+        tables.add_elf("libc.so.6", &elf, 0).unwrap();
+        let table = &tables.objects[0];
+        let memory = LibcAndStack(&elf);
+        let file = object::File::parse(&*elf).unwrap();
+        let text = file.section_by_name(".text").unwrap();
+        let code = text.data().unwrap();
+        let returns: Vec<u64> = code
+            .windows(5)
+            .enumerate()
+            .filter(|(_, w)| *w == [0x0f, 0x05, 0x48, 0x85, 0xc0])
+            .map(|(i, _)| text.address() + i as u64 + 2)
+            .filter(|&pc| !table.covered(pc) && table.covered(pc - 3))
+            .collect();
+        assert!(!returns.is_empty(), "clone/clone3 in libc");
+        for pc in returns {
+            for (rax, frames) in [(0, 1), (1234, 1)] {
+                let regs = Registers {
+                    rip: pc,
+                    rsp: 0x1000,
+                    rax,
+                    ..Registers::default()
+                };
+                let walked = unwind(&regs, &memory, &tables, 8)
+                    .unwrap_or_else(|e| panic!("pc {pc:#x} rax {rax}: {e}"));
+                assert_eq!(walked.len(), frames, "{walked:?}");
+                if rax != 0 {
+                    // The parent's frame: CFA just above the return address.
+                    assert_eq!(walked[0].cfa, Some(0x1008), "{walked:?}");
+                }
+            }
+        }
     }
 
     #[test]
