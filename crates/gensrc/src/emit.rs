@@ -21,12 +21,12 @@ use crate::model::{Model, first_operand};
 use crate::rename::Pairing;
 use crate::section::SecKind;
 
-pub const TEXT_SECTION: &str = "\t.section\t.kpatch.text,\"ax\",@progbits";
+pub const TEXT_SECTION: &str = "\t.section\t.kpatch.text,\"axR\",@progbits";
 /// Section operands for patch data.
-pub const DATA_SECTION: &str = ".kpatch.data,\"aw\",@progbits";
+pub const DATA_SECTION: &str = ".kpatch.data,\"awR\",@progbits";
 /// Copies of read-only data (exception tables, constants, strings): see
 /// [`crate::section::Section::is_read_only`].
-pub const RODATA_SECTION: &str = ".kpatch.rodata,\"a\",@progbits";
+pub const RODATA_SECTION: &str = ".kpatch.rodata,\"aR\",@progbits";
 
 /// The patch section (operands) for data copied from section `sec` of `m`.
 fn data_section(m: &Model<'_>, sec: crate::section::SecId) -> &'static str {
@@ -353,7 +353,7 @@ impl<'r, 'p, 'o> Emitter<'r, 'p, 'o> {
         let p = self.patched;
         let g = &p.groups[gi];
         let _ = writeln!(out, "#---------- func {} ---------", g.name());
-        out.push_str("\t.pushsection\t.kpatch.text,\"ax\",@progbits\n\t.p2align 4\n");
+        out.push_str("\t.pushsection\t.kpatch.text,\"axR\",@progbits\n\t.p2align 4\n");
         for f in &g.funcs {
             let (_, fout, orig) = self.func_names(f.name);
             let global = match orig {
@@ -473,11 +473,11 @@ impl<'r, 'p, 'o> Emitter<'r, 'p, 'o> {
             };
             let _ = write!(
                 info,
-                "\t.pushsection\t.kpatch.strtab,\"a\",@progbits\n\
+                "\t.pushsection\t.kpatch.strtab,\"aR\",@progbits\n\
                  kpatch_strtab{n}:\n\
                  \t.string\t\"{fout}\"\n\
                  \t.popsection\n\
-                 \t.pushsection\t.kpatch.info,\"aw\",@progbits\n\
+                 \t.pushsection\t.kpatch.info,\"awR\",@progbits\n\
                  \t.balign 8\n\
                  {base}.Lpi:\n\
                  \t.quad\t{daddr}\n\

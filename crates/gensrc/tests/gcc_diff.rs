@@ -982,9 +982,9 @@ fn new_variables_of_every_kind_live_in_the_patch() {
             let sec = part[..at].rfind(".pushsection").unwrap();
             let read_only = v == "table" || (v == "names" && nopie);
             let want_sec = if read_only {
-                ".pushsection\t.kpatch.rodata,\"a\""
+                ".pushsection\t.kpatch.rodata,\"aR\""
             } else {
-                ".pushsection\t.kpatch.data,\"aw\""
+                ".pushsection\t.kpatch.data,\"awR\""
             };
             assert!(
                 part[sec..at].starts_with(want_sec),
@@ -1343,7 +1343,8 @@ fn cxx_try_catch_patch_links_and_catches_without_pie() {
             assert_patch_sections(&so);
             let d = readelf(&["-dW"], &so);
             assert!(!d.contains("TEXTREL"), "text relocations:\n{d}");
-            assert_eq!(section_flags(&so, ".kpatch.rodata").as_deref(), Some("A"));
+            let flags = section_flags(&so, ".kpatch.rodata").unwrap();
+            assert!(flags.contains('A') && !flags.contains('W'), "{flags}");
             continue;
         }
         std::fs::write(c.path("drv.cc"), CXX_GUARDED_DRIVER).unwrap();
@@ -1357,7 +1358,10 @@ fn cxx_try_catch_patch_links_and_catches_without_pie() {
             .arg(c.path("aug.s"))
             .arg("-Wl,-q"));
         assert_patch_sections(&exe);
-        assert_eq!(section_flags(&exe, ".kpatch.rodata").as_deref(), Some("A"));
+        // "A", plus "o" (readelf's name for SHF_GNU_RETAIN in a linked
+        // file): never "W".
+        let flags = section_flags(&exe, ".kpatch.rodata").unwrap();
+        assert!(flags.contains('A') && !flags.contains('W'), "{flags}");
         assert_eq!(
             run(&mut Command::new(&exe)),
             "rescued negative\n-1\n10\n",
@@ -1470,7 +1474,7 @@ fn cold_part_new_in_the_patched_version_travels_with_its_parent() {
         let at = part.find("\nwork.cold:").expect("cold part in the patch");
         let sec = part[..at].rfind(".section").unwrap();
         assert!(
-            part[sec..at].starts_with(".section\t.kpatch.text,\"ax\",@progbits\n\t.subsection 1"),
+            part[sec..at].starts_with(".section\t.kpatch.text,\"axR\",@progbits\n\t.subsection 1"),
             "{part}"
         );
         std::fs::write(c.path("aug.s"), &out.text).unwrap();
@@ -1522,4 +1526,63 @@ fn trap_only_cold_part_gets_no_entry_the_doctor_would_refuse() {
         let out = diff(&o, &p, &Options::default());
         assert_eq!(patched_functions(&out.text), ["work", "work.cold"]);
     }
+}
+
+// ---- links that collect unreferenced sections ----
+
+/// `-Wl,--gc-sections` (common in real projects) must keep every section
+/// the patch adds: nothing in the program references them, the doctor
+/// finds them by name. The new function lives in `.kpatch.text` and a new
+/// variable in `.kpatch.data`, kept with them.
+fn gc_sections_case(b: Build) {
+    const SRC: &str = r#"#include <stdio.h>
+__attribute__((noipa)) const char *greeting(void)
+{
+	return "greetings v1";
+}
+int main(void)
+{
+	puts(greeting());
+	return 0;
+}
+"#;
+    let c = Case::new();
+    let orig = c.asm("orig", SRC, b);
+    let patched = c.asm(
+        "patched",
+        &SRC.replace(
+            "\treturn \"greetings v1\";",
+            "\tstatic int calls;\n\tcalls++;\n\treturn calls > 0 ? \"greetings v2\" : \"x\";",
+        ),
+        b,
+    );
+    let out = diff(&orig, &patched, &Options::default());
+    assert_eq!(patched_functions(&out.text), ["greeting"]);
+    let s = c.path("gc.s");
+    std::fs::write(&s, &out.text).unwrap();
+    let exe = c.path("gc");
+    run(Command::new("gcc")
+        .args(b.lflags)
+        .arg("-o")
+        .arg(&exe)
+        .arg(&s)
+        .args(["-Wl,-q", "-Wl,--gc-sections"]));
+    assert_patch_sections(&exe);
+    let secs = readelf(&["-SW"], &exe);
+    let r = readelf(&["-rW"], &exe);
+    assert!(secs.contains(".kpatch.data"), "{:?}:\n{secs}", b.lflags);
+    for sec in [".kpatch.text", ".kpatch.info"] {
+        assert!(
+            r.contains(&format!("'.rela{sec}'")),
+            "no .rela{sec} {:?}:\n{r}",
+            b.lflags
+        );
+    }
+}
+
+#[test]
+fn gc_sections_link_keeps_the_patch_sections() {
+    gc_sections_case(PIE_O2G);
+    gc_sections_case(NOPIE_O2G);
+    gc_sections_case(SHARED_O2G);
 }
