@@ -327,13 +327,11 @@ fn epoll_server_patch_make() {
 /// sections are not adjacent: TLS: .tdata non-TLS: .rela.tdata TLS:
 /// .tbss" and "[.kpatch.text]: bad value".
 #[test]
-#[ignore = "static executables: strip --strip-unneeded rejects the kpatch_strip output (TLS sections not adjacent)"]
 fn static_executable_recipe() {
     by_recipe("field_static", Flavour::NOPIE_O2_G);
 }
 
 #[test]
-#[ignore = "static executables: strip --strip-unneeded rejects the kpatch_strip output (TLS sections not adjacent)"]
 fn static_executable_patch_make() {
     by_patch_make("field_static", Flavour::NOPIE_O2_G);
 }

@@ -3,7 +3,9 @@
 //! Sections named `.kpatch.*`, their `.rela.kpatch.*`, and the symbol and
 //! name tables keep their bytes; every other section becomes `SHT_NOBITS`
 //! with name, size, flags, alignment and address kept (the later steps and
-//! the doctor still need to know where it was). Indices never move. File
+//! the doctor still need to know where it was), except `ld -q`'s relocation
+//! tables of those sections, which become `SHT_NULL` (see `is_dead_rela`).
+//! Indices never move. File
 //! offsets are re-laid compactly and program headers are dropped: the patch
 //! is loaded by section, never by segment, and no stale segment may point
 //! past the end of the smaller file. Before that, the FDEs of the patch code
@@ -45,8 +47,27 @@ pub fn strip(input: &[u8]) -> Result<Vec<u8>> {
 /// with zeroed `R_X86_64_NONE` entries, and adds program headers back.
 pub(crate) fn needs_relayout(img: &Image) -> bool {
     img.header.e_phnum.get(LE) != 0
-        || (1..img.sections.len())
-            .any(|i| !keeps_bytes(img.name(i)) && img.sh_type(i) != elf::SHT_NOBITS)
+        || (1..img.sections.len()).any(|i| {
+            !keeps_bytes(img.name(i)) && img.sh_type(i) != elf::SHT_NOBITS && !is_dead_rela(img, i)
+        })
+}
+
+/// Whether a section is the link-time relocation table (`ld -q`) of a
+/// section that is not part of the patch. Nothing ever reads it again, and
+/// as a NOBITS section it is harmful: binutils rebuild the segments of a
+/// file without program headers from the section order, and a `.rela.tdata`
+/// between `.tdata` and `.tbss` (glibc's own TLS in a static executable)
+/// breaks the TLS segment ("TLS sections are not adjacent"). Such sections
+/// become `SHT_NULL`, empty, flagless; `strip` then drops them.
+fn is_dead_rela(img: &Image, i: usize) -> bool {
+    let rela_type = matches!(img.sh_type(i), elf::SHT_RELA | elf::SHT_REL);
+    let non_alloc_rela = img.flags(i) & u64::from(elf::SHF_ALLOC) == 0
+        && img.flags(i) & u64::from(elf::SHF_INFO_LINK) != 0
+        && img.name(i).starts_with(".rel");
+    img.sh_type(i) == elf::SHT_NULL
+        || (!keeps_bytes(img.name(i))
+            && img.flags(i) & u64::from(elf::SHF_ALLOC) == 0
+            && (rela_type || non_alloc_rela))
 }
 
 /// Builds the stripped file image: kept sections' bytes laid out compactly
@@ -66,7 +87,16 @@ pub(crate) fn relayout(img: &Image) -> Result<Vec<u8>> {
             sh.sh_offset.set(LE, off);
         } else {
             sh.sh_offset.set(LE, out.len() as u64);
-            if !keep {
+            if is_dead_rela(img, i) {
+                sh.sh_type.set(LE, elf::SHT_NULL);
+                sh.sh_flags.set(LE, 0);
+                sh.sh_size.set(LE, 0);
+                sh.sh_addr.set(LE, 0);
+                sh.sh_addralign.set(LE, 0);
+                sh.sh_link.set(LE, 0);
+                sh.sh_info.set(LE, 0);
+                sh.sh_entsize.set(LE, 0);
+            } else if !keep {
                 sh.sh_type.set(LE, elf::SHT_NOBITS);
                 // Links and entry sizes describe contents that are gone;
                 // flags stay (docs/patch-object.md keeps them).
