@@ -424,7 +424,6 @@ fn recursive_make_project_patch_make() {
 /// table in `.kpatch.rodata` and count every function that reads it as
 /// changed (their text is identical, only the data they name differs).
 #[test]
-#[ignore = "kpatch_gensrc refuses a changed static const table"]
 fn changed_const_table_patch_make() {
     by_patch_make("field_const_table", Flavour::PIE_O2_G);
 }

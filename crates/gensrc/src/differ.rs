@@ -1,5 +1,6 @@
 //! Decides what the patch carries: changed and new function groups, new
-//! variables; refuses changes to variables that already exist.
+//! variables; refuses changes to variables that already exist, except
+//! read-only file-local ones, which the patch copies ([`read_only_changes`]).
 
 use std::collections::HashSet;
 
@@ -358,4 +359,69 @@ fn toplevel_changes<'p, 'o>(
             }
         }
     }
+}
+
+/// Changed variables that need not be refused: read-only (a read-only
+/// section, not thread-local) and file-local (no other object can name
+/// them) in both versions. Such an object has no runtime state, so the
+/// patch carries the new version under a new name and every function that
+/// reads it moves to the copy. Returns (patched name, original name).
+pub fn read_only_changes<'p, 'o>(
+    orig: &Model<'o>,
+    patched: &Model<'p>,
+    pairing: &Pairing<'p, 'o>,
+    data: &DataMatch<'p, 'o>,
+    opts: &Options,
+) -> Vec<(&'p str, &'o str)> {
+    let side = Side::Patched { pairing, data };
+    let oside = Side::Orig { data: Some(data) };
+    let read_only_local = |m: &Model<'_>, name: &str| {
+        m.symbols.get(name).is_some_and(|s| {
+            !s.global
+                && !s.weak
+                && s.comm.is_none()
+                && s.object
+                    .is_some_and(|o| m.sections.get(m.objects[o].section).is_read_only())
+        })
+    };
+    let mut v: Vec<(&'p str, &'o str, u32)> = pairing
+        .to_orig
+        .iter()
+        .filter(|&(&p, &o)| {
+            !opts.ignore_changes.iter().any(|n| n == o || n == p)
+                && read_only_local(orig, o)
+                && read_only_local(patched, p)
+                && variable_difference(orig, o, patched, p, &oside, &side).is_some()
+        })
+        .map(|(&p, &o)| (p, o, patched.symbols[p].line))
+        .collect();
+    v.sort_by_key(|&(p, _, l)| (l, p));
+    v.into_iter().map(|(p, o, _)| (p, o)).collect()
+}
+
+/// Parents of the patched groups in `changed` whose code names `name`.
+pub fn readers(
+    patched: &Model<'_>,
+    changed: &[(usize, usize)],
+    orig: &Model<'_>,
+    name: &str,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for &(pgi, ogi) in changed {
+        let g = &patched.groups[pgi];
+        let reads = (g.start..g.end).any(|i| {
+            let text = match patched.stmt(i).kind {
+                crate::lex::Kind::Instruction { operands, .. } => operands,
+                crate::lex::Kind::Directive { args, .. } => args,
+                _ => return false,
+            };
+            let mut hit = false;
+            crate::ident::for_each(text, |s, e| hit |= &text[s..e] == name);
+            hit
+        });
+        if reads {
+            out.push(orig.groups[ogi].name().to_string());
+        }
+    }
+    out
 }

@@ -33,6 +33,15 @@
 //!   included, become initialized (zero-filled) `.kpatch.data`, so the
 //!   apply side never has to allocate NOBITS space. New thread-local
 //!   variables are refused: a running process's TLS blocks cannot grow.
+//! - Every `.kpatch.*` section carries SHF_GNU_RETAIN (`R`): nothing in
+//!   the program refers to them, and a `-Wl,--gc-sections` link would
+//!   otherwise drop them all.
+//! - A changed read-only, file-local variable (a `static const` table in
+//!   a read-only section, a function's static local included) has no
+//!   runtime state, so it is not refused: the patch carries the new
+//!   version as `NAME.kpatch` in `.kpatch.rodata` and patches every
+//!   function that reads it (unlinked as `--unlink-symbols` would).
+//!   Writable or global variables are still refused.
 //! - A `.cold` part that is nothing but traps (`__builtin_trap()`'s
 //!   `ud2`) gets no `.kpatch.info` entry: the doctor would refuse its
 //!   2 bytes as too short for a jump, and no thread can wait inside it.
@@ -123,6 +132,18 @@ pub struct Report {
     pub inlined: Vec<Inlined>,
     /// Functions not patched: only line numbers changed.
     pub line_only: Vec<String>,
+    /// Changed read-only file-local variables the patch carries a new copy
+    /// of, with the functions patched because they read them.
+    pub read_only_copies: Vec<ReadOnlyCopy>,
+}
+
+/// A read-only, file-local variable whose initial value (or size) changed:
+/// the patch holds the new version as `NAME.kpatch` and patches every
+/// function that reads it, to read the copy.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ReadOnlyCopy {
+    pub variable: String,
+    pub readers: Vec<String>,
 }
 
 /// The first statement that differs in a changed function.
@@ -180,6 +201,19 @@ impl Report {
             })
             .collect();
         line("changed because inlined", &inl);
+        for c in &self.read_only_copies {
+            let readers = if c.readers.is_empty() {
+                "none".to_string()
+            } else {
+                c.readers.join(", ")
+            };
+            line(
+                &format!("read-only variable {} changed", c.variable),
+                &[format!(
+                    "new copy in the patch; functions patched because they read it: {readers}"
+                )],
+            );
+        }
         line("not patched, only line numbers changed", &self.line_only);
         line("new variables", &self.new_variables);
         line(
@@ -266,9 +300,27 @@ pub fn diff_to(
             }
         }
     }
-    let data = canon::match_local_data(&om, &pm, &pairing);
+    let mut data = canon::match_local_data(&om, &pm, &pairing);
+    // A changed read-only local table is unlinked like --unlink-symbols
+    // does: its readers then differ from their originals and move to the
+    // copy.
+    let copies = differ::read_only_changes(&om, &pm, &pairing, &data, opts);
+    if !copies.is_empty() {
+        for &(p, o) in &copies {
+            pairing.to_orig.remove(p);
+            pairing.to_patched.remove(o);
+        }
+        data = canon::match_local_data(&om, &pm, &pairing);
+    }
     let mut plan = differ::plan(&om, &pm, &pairing, &data, opts)?;
     plan.report.unlinked = opts.unlink_symbols.clone();
+    for &(p, o) in &copies {
+        plan.report.new_variables.retain(|v| v != p);
+        plan.report.read_only_copies.push(ReadOnlyCopy {
+            variable: o.to_string(),
+            readers: differ::readers(&pm, &plan.changed, &om, p),
+        });
+    }
     emit::Emitter::new(&om, &pm, &pairing, &data, &plan, opts).emit_to(orig, out)?;
     Ok(plan.report)
 }

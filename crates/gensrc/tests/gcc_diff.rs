@@ -1586,3 +1586,185 @@ fn gc_sections_link_keeps_the_patch_sections() {
     gc_sections_case(NOPIE_O2G);
     gc_sections_case(SHARED_O2G);
 }
+
+// ---- changed read-only tables ----
+
+const TABLES: &str = r#"#include <stdio.h>
+static const int max_len[4] = { 16, 32, 64, 4096 };
+__attribute__((noipa)) int limit_for(int kind)
+{
+	return max_len[kind & 3];
+}
+__attribute__((noipa)) int step(int k)
+{
+	static const short steps[3] = { 1, 10, 100 };
+	return steps[k % 3];
+}
+__attribute__((noipa)) int twice(int x)
+{
+	return 2 * x;
+}
+int main(void)
+{
+	printf("%d %d %d\n", limit_for(3), step(2), twice(4));
+	return 0;
+}
+"#;
+
+fn tables_patched() -> String {
+    TABLES
+        .replace("64, 4096 }", "64, 128 }")
+        .replace("10, 100 }", "10, 7 }")
+}
+
+const TABLES_DRIVER: &str = r#"#include <stdio.h>
+extern int limit_for(int);
+extern int limit_k(int) __asm__("limit_for.kpatch");
+extern int step_k(int) __asm__("step.kpatch");
+int main(void)
+{
+	printf("%d %d %d\n", limit_for(3), limit_k(3), step_k(2));
+	return 0;
+}
+"#;
+
+/// A changed `static const` table (file scope, and a static local of a
+/// function) gets a new copy in `.kpatch.rodata`; exactly the functions
+/// that read it are patched, and their copies read the new values.
+fn const_table_case(b: Build) {
+    let c = Case::new();
+    let o = c.asm("o", TABLES, b);
+    let p = c.asm("p", &tables_patched(), b);
+    let out = diff(&o, &p, &Options::default());
+    assert_eq!(
+        patched_functions(&out.text),
+        ["limit_for", "step"],
+        "{:?}",
+        b.cflags
+    );
+    let copies: Vec<(&str, Vec<&str>)> = out
+        .report
+        .read_only_copies
+        .iter()
+        .map(|r| {
+            (
+                r.variable.as_str(),
+                r.readers.iter().map(String::as_str).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(copies.len(), 2, "{copies:?}");
+    assert!(
+        copies.contains(&("max_len", vec!["limit_for"])),
+        "{copies:?}"
+    );
+    assert!(
+        copies
+            .iter()
+            .any(|(v, r)| v.starts_with("steps.") && r == &["step"]),
+        "{copies:?}"
+    );
+    let text = out.report.to_text();
+    assert!(
+        text.contains(
+            "read-only variable max_len changed: new copy in the patch; \
+             functions patched because they read it: limit_for"
+        ),
+        "{text}"
+    );
+    assert!(out.report.new_variables.is_empty(), "{text}");
+    let json = serde_json::to_string(&out.report).unwrap();
+    assert!(json.contains("\"read_only_copies\""), "{json}");
+    let part = patch_part(&out.text);
+    let at = part.find("\nmax_len.kpatch:").expect(part);
+    let sec = part[..at].rfind(".pushsection").unwrap();
+    assert!(
+        part[sec..at].starts_with(".pushsection\t.kpatch.rodata,"),
+        "{}",
+        &part[sec..at]
+    );
+    assert!(part.contains("max_len.kpatch"), "{part}");
+    assert_eq!(original_part(&out.text), o, "original text not kept");
+
+    let aug = c.path("aug.s");
+    std::fs::write(&aug, out.text.replace("main", "orig_main")).unwrap();
+    let drv = c.path("drv.c");
+    std::fs::write(&drv, TABLES_DRIVER).unwrap();
+    let exe = c.path("drv");
+    if b.lflags == ["-shared"] {
+        let so = c.path("libaug.so");
+        run(Command::new("gcc")
+            .args(b.lflags)
+            .arg("-o")
+            .arg(&so)
+            .arg(&aug)
+            .arg("-Wl,-q"));
+        assert_patch_sections(&so);
+        run(Command::new("gcc")
+            .arg("-o")
+            .arg(&exe)
+            .arg(&drv)
+            .arg(&so)
+            .arg(format!("-Wl,-rpath,{}", c.dir.path().display())));
+    } else {
+        run(Command::new("gcc")
+            .args(b.cflags)
+            .args(b.lflags)
+            .arg("-o")
+            .arg(&exe)
+            .arg(&drv)
+            .arg(&aug)
+            .arg("-Wl,-q"));
+        assert_patch_sections(&exe);
+    }
+    assert_eq!(
+        run(&mut Command::new(&exe)),
+        "4096 128 7\n",
+        "{:?}",
+        b.cflags
+    );
+}
+
+#[test]
+fn changed_const_table_gets_a_copy_and_its_readers_are_patched() {
+    const DATA_SECTIONS: Build = Build {
+        cflags: &["-O2", "-g", "-fdata-sections", "-ffunction-sections"],
+        lflags: &[],
+    };
+    const_table_case(PIE_O2G);
+    const_table_case(NOPIE_O2G);
+    const_table_case(SHARED_O2G);
+    const_table_case(DATA_SECTIONS);
+}
+
+/// Writable or global variables keep being refused: other code (or the
+/// running program) may hold state in them or name them.
+#[test]
+fn changed_writable_or_global_table_is_still_refused() {
+    let c = Case::new();
+    // gcc makes a static it never sees written read-only itself: write it.
+    let writable = |s: &str| {
+        s.replace("static const int max_len[4]", "static int max_len[4]")
+            .replace(
+                "__attribute__((noipa)) int twice",
+                "__attribute__((noipa)) void grow(void) { max_len[0]++; }\n\
+                 __attribute__((noipa)) int twice",
+            )
+    };
+    let global = |s: &str| s.replace("static const int max_len[4]", "const int max_len[4]");
+    let variants = [
+        ("writable", writable(TABLES), writable(&tables_patched())),
+        ("global", global(TABLES), global(&tables_patched())),
+    ];
+    for (what, os, ps) in variants {
+        let o = c.asm("o", &os, PIE_O2G);
+        let p = c.asm("p", &ps, PIE_O2G);
+        let e = gensrc::diff("o.s", &o, "p.s", &p, &Options::default())
+            .err()
+            .unwrap_or_else(|| panic!("{what}: accepted"));
+        assert!(
+            e.to_string().contains("variable `max_len` changed"),
+            "{what}: {e}"
+        );
+    }
+}
