@@ -714,3 +714,66 @@ fn patch_make_reverts_what_an_interrupted_run_left_applied() {
     let id = build_id(&proj.join("lpmake/usr/bin/foo"));
     assert!(proj.join("patchroot").join(format!("{id}.kpatch")).exists());
 }
+
+/// A compile from standard input (`cat x.c | $(CC) -x c -c - -o x.o`):
+/// libcare-cc reads it once into the original assembly, named after the
+/// object, and the patched stage diffs it like any other. The original
+/// stage still builds what plain gcc builds. Failed with "compiled
+/// nothing ... run with --clean" while stdin went straight to gcc.
+#[test]
+fn patch_make_diffs_a_compile_from_standard_input() {
+    let tmp = scratch("patch-make-stdin");
+    let dir = tmp.path().join("proj");
+    std::fs::create_dir_all(&dir).unwrap();
+    let files = [
+        (
+            "Makefile",
+            "CFLAGS ?= -O2 -g\nall: greet\n\
+             greet: main.o greet.o\n\t$(CC) $(CFLAGS) -o $@ main.o greet.o\n\
+             greet.o: greet.c\n\tcat greet.c | $(CC) $(CFLAGS) -x c -c - -o $@\n\
+             main.o: main.c\n\t$(CC) $(CFLAGS) -c -o $@ main.c\n\
+             install: greet\n\tinstall -D -m 0755 greet $(DESTDIR)/usr/bin/greet\n\
+             clean:\n\trm -f greet *.o\n",
+        ),
+        (
+            "greet.c",
+            "#include <stdio.h>\n\
+             __attribute__((noipa)) void greet(void) { puts(\"hello\"); }\n",
+        ),
+        (
+            "main.c",
+            "void greet(void);\nint main(void) { greet(); return 0; }\n",
+        ),
+        (
+            "fix.diff",
+            "--- a/greet.c\n+++ b/greet.c\n@@ -1,2 +1,2 @@\n\
+             \x20#include <stdio.h>\n\
+             -__attribute__((noipa)) void greet(void) { puts(\"hello\"); }\n\
+             +__attribute__((noipa)) void greet(void) { puts(\"hello, patched\"); }\n",
+        ),
+    ];
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    make(&dir, Path::new("gcc"), "-O2 -g", None, &[]);
+    let users_id = build_id(&dir.join("greet"));
+    make(&dir, Path::new("gcc"), "-O2 -g", None, &["clean"]);
+
+    let out = patch_make(&dir, "-O2 -g", &["--clean", "fix.diff"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("1 patch(es) made"), "{stdout}");
+    assert_eq!(build_id(&dir.join("lpmake/usr/bin/greet")), users_id);
+    let kpatch = dir.join("patchroot").join(format!("{users_id}.kpatch"));
+    let data = std::fs::read(&kpatch).unwrap();
+    let needle = b"hello, patched";
+    assert!(
+        data.windows(needle.len()).any(|w| w == needle),
+        "{} lacks the new text",
+        kpatch.display()
+    );
+}

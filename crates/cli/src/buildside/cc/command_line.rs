@@ -178,10 +178,14 @@ impl CommandLine {
             let arg = &args[i];
             i += 1;
             if !arg.starts_with('-') || arg == "-" {
-                // Standard input cannot be read twice: the real compiler
-                // gets it in one go.
+                // Standard input cannot be read twice; it is split only
+                // under `-c` with a compiled `-x` language (see below),
+                // where the `-S` step reads it once and keeps its assembly.
                 let language = if arg == "-" {
-                    Language::Other
+                    x.as_deref()
+                        .and_then(language_by_x)
+                        .filter(|l| matches!(l, Language::Compiled(_)))
+                        .unwrap_or(Language::Other)
                 } else {
                     x.as_deref()
                         .and_then(language_by_x)
@@ -231,6 +235,17 @@ impl CommandLine {
                 tokens.push(Token::Dep(group));
             } else {
                 tokens.push(Token::Flag(group));
+            }
+        }
+        if mode != Mode::Compile {
+            // A compile-and-link would read standard input in the link
+            // step too: the real compiler gets it in one go.
+            for token in &mut tokens {
+                if let Token::Input(input) = token
+                    && input.path == "-"
+                {
+                    input.language = Language::Other;
+                }
             }
         }
         CommandLine {
@@ -345,9 +360,12 @@ mod tests {
     }
 
     #[test]
-    fn stdin_is_never_split() {
-        let cl = parse("-x c -c - -o out.o");
-        assert!(!cl.has_compiled_sources());
+    fn stdin_is_split_only_when_compiled_to_an_object() {
+        assert!(parse("-x c -c - -o out.o").has_compiled_sources());
+        assert!(parse("-x c - -c -o out.o").has_compiled_sources());
+        assert!(!parse("-x c - -o prog").has_compiled_sources());
+        assert!(!parse("-x assembler -c - -o out.o").has_assembler_sources());
+        assert!(!parse("-c - -o out.o").has_compiled_sources());
     }
 
     #[test]
