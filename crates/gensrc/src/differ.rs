@@ -381,7 +381,7 @@ pub fn read_only_changes<'p, 'o>(
                 && !s.weak
                 && s.comm.is_none()
                 && s.object
-                    .is_some_and(|o| m.sections.get(m.objects[o].section).is_read_only())
+                    .is_some_and(|o| is_immutable(m.sections.get(m.objects[o].section)))
         })
     };
     let mut v: Vec<(&'p str, &'o str, u32)> = pairing
@@ -397,6 +397,13 @@ pub fn read_only_changes<'p, 'o>(
         .collect();
     v.sort_by_key(|&(p, _, l)| (l, p));
     v.into_iter().map(|(p, o, _)| (p, o)).collect()
+}
+
+/// Read-only sections, and `.data.rel.ro*`: writable only while the
+/// dynamic loader relocates it (RELRO), so it holds no runtime state
+/// either; e.g. a PIE's `static const char *const names[]`.
+fn is_immutable(s: &crate::section::Section<'_>) -> bool {
+    s.is_read_only() || (s.name.starts_with(".data.rel.ro") && !s.is_tls())
 }
 
 /// Parents of the patched groups in `changed` whose code names `name`.

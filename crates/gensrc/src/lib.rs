@@ -37,7 +37,8 @@
 //!   the program refers to them, and a `-Wl,--gc-sections` link would
 //!   otherwise drop them all.
 //! - A changed read-only, file-local variable (a `static const` table in
-//!   a read-only section, a function's static local included) has no
+//!   a read-only section or `.data.rel.ro`, a function's static local
+//!   included, and a read-only pointer table that names one) has no
 //!   runtime state, so it is not refused: the patch carries the new
 //!   version as `NAME.kpatch` in `.kpatch.rodata` and patches every
 //!   function that reads it (unlinked as `--unlink-symbols` would).
@@ -304,13 +305,20 @@ pub fn diff_to(
     // A changed read-only local table is unlinked like --unlink-symbols
     // does: its readers then differ from their originals and move to the
     // copy.
-    let copies = differ::read_only_changes(&om, &pm, &pairing, &data, opts);
-    if !copies.is_empty() {
-        for &(p, o) in &copies {
+    // Until nothing changes: a read-only table of pointers to a copied
+    // table changes with it.
+    let mut copies = Vec::new();
+    loop {
+        let more = differ::read_only_changes(&om, &pm, &pairing, &data, opts);
+        if more.is_empty() {
+            break;
+        }
+        for &(p, o) in &more {
             pairing.to_orig.remove(p);
             pairing.to_patched.remove(o);
         }
         data = canon::match_local_data(&om, &pm, &pairing);
+        copies.extend(more);
     }
     let mut plan = differ::plan(&om, &pm, &pairing, &data, opts)?;
     plan.report.unlinked = opts.unlink_symbols.clone();

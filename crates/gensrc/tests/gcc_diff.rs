@@ -1768,3 +1768,83 @@ fn changed_writable_or_global_table_is_still_refused() {
         );
     }
 }
+
+const NAMES: &str = r#"#include <stdio.h>
+static const char *const names[3] = { "zero", "one", "two" };
+static const int sizes[2] = { 8, 16 };
+static const int *const size_tables[2] = { sizes, sizes };
+__attribute__((noipa)) const char *name_of(int k)
+{
+	return names[k % 3];
+}
+__attribute__((noipa)) int size_of(int k)
+{
+	return size_tables[(k >> 1) & 1][k & 1];
+}
+int main(void)
+{
+	printf("%s %d\n", name_of(2), size_of(1));
+	return 0;
+}
+"#;
+
+const NAMES_DRIVER: &str = r#"#include <stdio.h>
+extern const char *name_k(int) __asm__("name_of.kpatch");
+extern int size_k(int) __asm__("size_of.kpatch");
+int main(void)
+{
+	printf("%s %d\n", name_k(2), size_k(1));
+	return 0;
+}
+"#;
+
+/// A table of pointers (`.data.rel.ro` in PIC code: writable only while
+/// the loader relocates it) is copied like a read-only table, and so is a
+/// read-only table that points to a copied one.
+fn pointer_table_case(b: Build) {
+    let c = Case::new();
+    let o = c.asm("o", NAMES, b);
+    let p = c.asm(
+        "p",
+        &NAMES
+            .replace("\"two\" }", "\"TWO\" }")
+            .replace("8, 16 }", "8, 32 }"),
+        b,
+    );
+    let out = diff(&o, &p, &Options::default());
+    assert_eq!(
+        patched_functions(&out.text),
+        ["name_of", "size_of"],
+        "{:?}",
+        b.cflags
+    );
+    let mut vars: Vec<&str> = out
+        .report
+        .read_only_copies
+        .iter()
+        .map(|r| r.variable.as_str())
+        .collect();
+    vars.sort();
+    assert_eq!(vars, ["names", "size_tables", "sizes"], "{:?}", b.cflags);
+    let aug = c.path("aug.s");
+    std::fs::write(&aug, out.text.replace("main", "orig_main")).unwrap();
+    let drv = c.path("drv.c");
+    std::fs::write(&drv, NAMES_DRIVER).unwrap();
+    let exe = c.path("drv");
+    run(Command::new("gcc")
+        .args(b.cflags)
+        .args(b.lflags)
+        .arg("-o")
+        .arg(&exe)
+        .arg(&drv)
+        .arg(&aug)
+        .arg("-Wl,-q"));
+    assert_patch_sections(&exe);
+    assert_eq!(run(&mut Command::new(&exe)), "TWO 32\n", "{:?}", b.cflags);
+}
+
+#[test]
+fn changed_pointer_tables_get_copies_too() {
+    pointer_table_case(PIE_O2G);
+    pointer_table_case(NOPIE_O2G);
+}
