@@ -777,3 +777,48 @@ fn patch_make_diffs_a_compile_from_standard_input() {
         kpatch.display()
     );
 }
+
+/// A patched function shorter than the 5-byte jump (`mov %edi,%eax; ret`):
+/// the doctor would refuse it at apply time; libcare-patch-make names it
+/// while building, and still makes the patch.
+#[test]
+fn patch_make_warns_about_a_function_shorter_than_the_jump() {
+    let tmp = scratch("patch-make-short");
+    let dir = tmp.path().join("proj");
+    std::fs::create_dir_all(&dir).unwrap();
+    let files = [
+        (
+            "Makefile",
+            "CFLAGS ?= -O2 -g\nall: tiny\n\
+             tiny: tiny.c\n\t$(CC) $(CFLAGS) -o $@ tiny.c\n\
+             install: tiny\n\tinstall -D -m 0755 tiny $(DESTDIR)/usr/bin/tiny\n\
+             clean:\n\trm -f tiny\n",
+        ),
+        (
+            "tiny.c",
+            "__attribute__((noipa)) int same(int x) { return x; }\n\
+             int main(int argc, char **argv) { (void)argv; return same(argc); }\n",
+        ),
+        (
+            "fix.diff",
+            "--- a/tiny.c\n+++ b/tiny.c\n@@ -1,2 +1,2 @@\n\
+             -__attribute__((noipa)) int same(int x) { return x; }\n\
+             +__attribute__((noipa)) int same(int x) { return x + 1; }\n\
+             \x20int main(int argc, char **argv) { (void)argv; return same(argc); }\n",
+        ),
+    ];
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    let out = patch_make(&dir, "-O2 -g", &["--clean", "fix.diff"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let warning = err
+        .lines()
+        .find(|l| l.contains("warning"))
+        .unwrap_or_else(|| panic!("no warning in: {err}"));
+    assert!(
+        warning.contains("same") && warning.contains("3 byte(s)"),
+        "{warning}"
+    );
+}

@@ -291,6 +291,7 @@ fn patched_stage(
                 output: &output,
             },
         )?;
+        warn_short_functions(&rel, &stripped)?;
         made.push(Made {
             installed: rel,
             build_id,
@@ -304,4 +305,23 @@ fn patched_stage(
         );
     }
     Ok(made)
+}
+
+/// The doctor overwrites a patched function's first bytes with a 5-byte
+/// jump and refuses one shorter than that; say so while the patch is built.
+fn warn_short_functions(installed: &Path, patch_elf: &Path) -> Result<()> {
+    let data =
+        std::fs::read(patch_elf).with_context(|| format!("cannot read {}", patch_elf.display()))?;
+    let functions = elfpatch::patched_functions(&data)
+        .with_context(|| format!("{}: cannot read .kpatch.info", patch_elf.display()))?;
+    for f in functions.iter().filter(|f| (1..5).contains(&f.dlen)) {
+        eprintln!(
+            "libcare-patch-make: warning: {}: patched function {} is {} byte(s) long, \
+             shorter than the 5-byte jump: libcare-ctl will refuse to apply this patch",
+            installed.display(),
+            f.name,
+            f.dlen
+        );
+    }
+    Ok(())
 }
