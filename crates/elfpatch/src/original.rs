@@ -30,6 +30,10 @@ pub(crate) struct Original {
     /// Base symbol name -> address of the GOT slot that `R_X86_64_TPOFF64`
     /// fills with its thread-pointer offset.
     pub tpoff_slots: HashMap<String, u64>,
+    /// IFUNC resolver address -> the `.plt` stub that jumps through the
+    /// slot its `R_X86_64_IRELATIVE` fills (static executables, where every
+    /// IFUNC is local and reached only through such a stub).
+    pub ifunc_stubs: HashMap<u64, Place>,
 }
 
 pub(crate) fn base_name(name: &str) -> &str {
@@ -78,12 +82,14 @@ impl Original {
         }
         let tls = TlsLayout::of(&img);
         let tpoff_slots = tpoff_slots(&img)?;
+        let ifunc_stubs = ifunc_stubs(&img)?;
         Ok(Original {
             section_sizes,
             symbols,
             tls_values,
             tls,
             tpoff_slots,
+            ifunc_stubs,
         })
     }
 }
@@ -113,4 +119,42 @@ fn tpoff_slots(img: &Image) -> Result<HashMap<String, u64>> {
         }
     }
     Ok(slots)
+}
+
+fn ifunc_stubs(img: &Image) -> Result<HashMap<u64, Place>> {
+    let mut resolver_by_slot = HashMap::new();
+    for i in (1..img.sections.len()).filter(|&i| {
+        img.sh_type(i) == elf::SHT_RELA && img.flags(i) & u64::from(elf::SHF_ALLOC) != 0
+    }) {
+        for r in img.relas(i)? {
+            if rela_type(&r) == elf::R_X86_64_IRELATIVE {
+                resolver_by_slot.insert(r.r_offset.get(LE), r.r_addend.get(LE) as u64);
+            }
+        }
+    }
+    let mut stubs = HashMap::new();
+    let Some(plt) = img.section_by_name(".plt") else {
+        return Ok(stubs);
+    };
+    if resolver_by_slot.is_empty() || img.sh_type(plt) == elf::SHT_NOBITS {
+        return Ok(stubs);
+    }
+    let code = img.bytes(plt)?;
+    let base = img.addr(plt);
+    // `jmp *slot(%rip)`: ff 25 disp32, the slot relative to the next insn.
+    for off in 0..code.len().saturating_sub(5) {
+        if code[off..off + 2] != [0xff, 0x25] {
+            continue;
+        }
+        let disp = i32::from_le_bytes(code[off + 2..off + 6].try_into().expect("4 bytes"));
+        let slot = (base + off as u64 + 6).wrapping_add_signed(i64::from(disp));
+        if let Some(&resolver) = resolver_by_slot.get(&slot) {
+            stubs.entry(resolver).or_insert(Place {
+                section: ".plt".to_string(),
+                offset: off as u64,
+                size: 0,
+            });
+        }
+    }
+    Ok(stubs)
 }

@@ -9,6 +9,9 @@
 //!    reaches must have the same size there (the stripped patch no longer
 //!    has the bytes to compare, sizes and symbol places are what is left);
 //! 2. `PLT32` -> `PC32` (the doctor's jump table stands in for the PLT);
+//!    a call to an IFUNC defined in the binary (all of a static
+//!    executable's libc ones) becomes `PC32` against the original's `.plt`
+//!    stub that jumps through its `R_X86_64_IRELATIVE` slot;
 //! 3. GOT-relative forms against a defined, non-TLS symbol -> `PC32`, with the
 //!    instruction rewritten to match (see `got_relax`);
 //! 4. `TPOFF32`: the thread-pointer offset must equal ORIG's; `GOTTPOFF`:
@@ -147,6 +150,11 @@ fn fix_one(ctx: &Ctx, img: &mut Image, target: usize, r: &mut Rela) -> Result<()
     if in_original && sym_type(&sym) != elf::STT_TLS {
         check_against_original(ctx.original, img, &sym, &site.name)?;
     }
+    // A direct reference to a defined IFUNC would reach its resolver, not
+    // the implementation it selects.
+    if site.defined_in.is_some() && sym_type(&sym) == elf::STT_GNU_IFUNC {
+        return ifunc_call(ctx, img, &site, r);
+    }
     let r_type = retype(ctx, img, target, &site, r)?;
     let new_sym = rebase_local(ctx, img, &site, r, r_type)?;
     set_rela(r, new_sym, r_type);
@@ -166,11 +174,6 @@ fn unsupported(site: &Site, r_type: u32, what: &str) -> Error {
 /// addend changes that go with it.
 fn retype(ctx: &Ctx, img: &mut Image, target: usize, site: &Site, r: &mut Rela) -> Result<u32> {
     let r_type = rela_type(r);
-    // A direct reference to a defined IFUNC would reach its resolver, not
-    // the implementation it selects.
-    if site.defined_in.is_some() && sym_type(&site.sym) == elf::STT_GNU_IFUNC {
-        return Err(unsupported(site, r_type, " (a locally defined IFUNC)"));
-    }
     match r_type {
         elf::R_X86_64_PLT32 => Ok(elf::R_X86_64_PC32),
         t if is_got_relative(t)
@@ -219,6 +222,38 @@ fn retype(ctx: &Ctx, img: &mut Image, target: usize, site: &Site, r: &mut Rela) 
         t if ALLOWED_RELOCATIONS.contains(&t) => Ok(t),
         t => Err(unsupported(site, t, "")),
     }
+}
+
+/// A call to a locally defined IFUNC (a static executable's libc) goes to
+/// the original's `.plt` stub that jumps through the slot its
+/// `R_X86_64_IRELATIVE` filled with the selected implementation; anything
+/// else (taking its address, no such stub) is refused.
+fn ifunc_call(ctx: &Ctx, img: &Image, site: &Site, r: &mut Rela) -> Result<()> {
+    let r_type = rela_type(r);
+    let refuse = || unsupported(site, r_type, " (a locally defined IFUNC)");
+    if r_type != elf::R_X86_64_PLT32 {
+        return Err(refuse());
+    }
+    let stub = ctx
+        .original
+        .ifunc_stubs
+        .get(&site.sym.st_value.get(LE))
+        .ok_or_else(refuse)?;
+    let plt = img.section_by_name(&stub.section).ok_or_else(refuse)?;
+    let section_sym = *ctx
+        .section_syms
+        .get(&plt)
+        .ok_or_else(|| Error::NoSectionSymbol {
+            section: stub.section.clone(),
+        })?;
+    match ctx.original.section_sizes.get(&stub.section) {
+        Some(&size) if size == img.size(plt) => {}
+        _ => return Err(refuse()),
+    }
+    r.r_addend
+        .set(LE, r.r_addend.get(LE).wrapping_add(stub.offset as i64));
+    set_rela(r, section_sym, elf::R_X86_64_PC32);
+    Ok(())
 }
 
 /// Step 5: the symbol index the relocation ends up naming; a local,

@@ -196,10 +196,13 @@ fn sanity_check_refuses_resized_variable() {
     );
 }
 
-/// A call from the patch to an IFUNC defined in the binary itself would
-/// land on the resolver: refused by name.
+/// A call from the patch to an IFUNC defined in the binary itself must not
+/// land on the resolver: it goes to the `.plt` stub through which the
+/// original calls it (its slot filled by `R_X86_64_IRELATIVE`). An IFUNC
+/// the original never calls has no stub and is refused by name
+/// (tests/static_ifunc.rs).
 #[test]
-fn local_ifunc_reference_is_refused() {
+fn local_ifunc_call_goes_through_the_originals_plt_stub() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let orig = compile_s(d, &fixture("ifunc_foo.c"), &[], "foo.s");
@@ -212,8 +215,13 @@ fn local_ifunc_reference_is_refused() {
     run(d, "gcc", &["-o", "foo", "foo.s"]);
     run(d, "gcc", &["-o", "foobar", "foobar.s", "-Wl,-q"]);
     let mut patch = elfpatch::strip(&read(d, "foobar")).unwrap();
-    let e = elfpatch::rel_fixup(&read(d, "foo"), &mut patch)
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("chosen (a locally defined IFUNC)"), "{e}");
+    elfpatch::rel_fixup(&read(d, "foo"), &mut patch).unwrap();
+    let dump = elfpatch::dump(&patch).unwrap();
+    assert!(dump.contains("R_X86_64_PC32 .plt"), "{dump}");
+    assert!(
+        !dump
+            .lines()
+            .any(|l| l.starts_with("  0x") && l.contains(" chosen")),
+        "{dump}"
+    );
 }
