@@ -1105,3 +1105,104 @@ fn ctl_patches_after_endbr64() {
     patient.expect_steady(&case.before, 2);
     assert_eq!(snapshot(pid).text, snap.text, "original bytes back");
 }
+
+/// A thread blocked in `epoll_wait` (ten-minute timeout) that exits on
+/// EINTR: the kernel never restarts `epoll_wait` after a ptrace stop, so
+/// the doctor must rewind the call it interrupted. 20 patch/unpatch
+/// cycles; the waiter keeps seeing its events and the patient lives.
+#[test]
+fn ctl_epoll_wait_sees_no_eintr() {
+    const CYCLES: usize = 20;
+    let case = Case::load("ctl_epoll");
+    let built = build_by_recipe(&case, Flavour::PIE_O2_G);
+    let mut w = Watched::start(&built, &[]);
+    let pid = w.pid();
+    let patch = built.patch.to_str().unwrap();
+    let events = |l: &str| numbers(l).last().copied().unwrap_or(-1);
+    let (_, mut l) = w.until(String::new(), "", "old");
+    for _ in 0..CYCLES {
+        let out = ctl(&["patch", "-p", &pid, patch]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        (_, l) = w.until(l, "old", "new");
+        let out = ctl(&["unpatch", "-p", &pid]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        (_, l) = w.until(l, "new", "old");
+    }
+    let seen = events(&l);
+    for _ in 0..30 {
+        l = w.line();
+    }
+    assert!(events(&l) > seen, "the waiter stopped seeing events: {l}");
+    assert!(
+        w.child.try_wait().unwrap().is_none(),
+        "the patient ended (EINTR from epoll_wait?)"
+    );
+}
+
+/// A patient that creates a thread per request, all the time: 25
+/// patch/unpatch cycles, none refused and none hung. A thread stopped
+/// just after clone3's syscall (where glibc gives no unwind info) is only
+/// unwalkable for a moment, and an interrupt used up by a clone event
+/// stop is sent again.
+#[test]
+fn ctl_threads_created_while_patching_many_cycles() {
+    const CYCLES: usize = 25;
+    let case = Case::load("field_spawner");
+    let built = build_by_recipe(&case, Flavour::PIE_O2_G);
+    let mut patient = Patient::start(&built);
+    let (before, after) = (case.before.as_str(), case.after.as_str());
+    patient.wait_for(before, &[]);
+    let pid = patient.pid().to_string();
+    let patch = built.patch.to_str().unwrap();
+    for _ in 0..CYCLES {
+        let out = ctl(&["patch", "-p", &pid, patch]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        patient.wait_for(after, &[before]);
+        let out = ctl(&["unpatch", "-p", &pid]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        patient.wait_for(before, &[after]);
+    }
+    assert!(patient.alive());
+}
+
+/// SIGTERM while libcare-ctl waits, with a long `--timeout` (60 s), for a
+/// function that never returns: it rolls back and ends long before the
+/// timeout, and the patient runs on untouched.
+#[test]
+fn ctl_termination_does_not_wait_out_a_long_timeout() {
+    let case = Case::load("ctl_busy");
+    let built = build_by_recipe(&case, Flavour::PIE_O2_G);
+    let before = case.before.as_str();
+    let mut patient = Patient::start(&built);
+    patient.wait_for(before, &[]);
+    let pid = patient.pid();
+    let snap = snapshot(pid);
+    let mut run = Command::new(support::tool("libcare-ctl"))
+        .args(["patch", "-p", &pid.to_string(), "--timeout", "60"])
+        .arg(&built.patch)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let ok = Command::new("kill")
+        .args(["-TERM", &run.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let start = std::time::Instant::now();
+    while run.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(20) {
+            let _ = run.kill();
+            panic!("libcare-ctl waited out its timeout after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = run.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("interrupted by SIGTERM"), "{err}");
+    patient.expect_steady(before, 3);
+    assert_eq!(snapshot(pid), snap);
+    assert!(patient.alive());
+}

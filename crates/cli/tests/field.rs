@@ -315,7 +315,6 @@ fn switch_table_with_new_initialised_variables_nopie_recipe() {
 /// no signal delivered: set rip back over the 2-byte `syscall` and rax to
 /// orig_rax), so the patient never notices.
 #[test]
-#[ignore = "a thread blocked in epoll_wait gets EINTR from the ptrace stop"]
 fn epoll_server_patch_make() {
     by_patch_make("field_epoll", Flavour::PIE_O2_G);
 }
@@ -529,7 +528,6 @@ fn worker_forked_after_patch_inherits_it() {
 /// interrupt again after resuming from an event or signal stop. SIGTERM
 /// does not end the hung libcare-ctl (termination is deferred), only SIGKILL.
 #[test]
-#[ignore = "a thread stopped just after clone3's syscall (no FDE there) makes the safety check refuse"]
 fn threads_created_while_patching_five_cycles() {
     let case = Case::load("field_spawner");
     let built = build_by_patch_make(&case, Flavour::PIE_O2_G);

@@ -100,6 +100,17 @@ pub enum Error {
         function: String,
         where_: String,
     },
+    #[error(
+        "unsafe to switch: stack walk of thread {tid} failed at pc {pc:#x} ({place}): {why}; patient untouched"
+    )]
+    Unwalkable {
+        tid: i32,
+        pc: u64,
+        place: String,
+        why: String,
+    },
+    #[error("interrupted by {signal} while waiting for {waiting_for}; patient untouched")]
+    Interrupted { signal: String, waiting_for: String },
     #[error("patient {pid}: applied patch record at {addr:#x} is corrupt: {why}")]
     BadRecord { pid: i32, addr: u64, why: String },
     #[error("patch storage {path}: {why}")]

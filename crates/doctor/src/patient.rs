@@ -5,7 +5,9 @@
 //! `/proc/PID/task`, rescanning until a scan finds no new thread (a thread
 //! can clone between our scan and its stop). Dropping `Held` detaches every
 //! thread and re-queues any signal that arrived meanwhile, so no error path
-//! can leave the patient stopped or lose one of its signals.
+//! can leave the patient stopped or lose one of its signals. Every wait for
+//! a thread to stop is bounded (`STOP_WAIT`), and a blocking call that our
+//! stop made fail with `EINTR` is rewound before the thread runs again.
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -171,36 +173,107 @@ impl Held {
                 });
                 ptrace::interrupt(tid)?;
             }
+            let deadline = Instant::now() + STOP_WAIT;
             for &tid in &new {
-                if let Some(i) = self.threads.iter().position(|t| t.tid == tid) {
-                    if self.wait_interrupted(tid)? {
-                        let regs = ptrace::getregs(tid)?;
-                        let t = &mut self.threads[i];
-                        t.regs = regs;
-                        t.stopped = true;
-                    } else {
-                        self.threads.remove(i);
-                        dead.insert(tid);
+                if self.threads.iter().any(|t| t.tid == tid) {
+                    match self.settle(tid, deadline, &[])? {
+                        Some(regs) => self.mark_stopped(tid, regs),
+                        None => {
+                            self.threads.retain(|t| t.tid != tid);
+                            dead.insert(tid);
+                        }
                     }
                 }
             }
         }
     }
 
-    /// Waits until `tid` sits in the interrupt stop; `false` if it exited.
-    fn wait_interrupted(&mut self, tid: i32) -> Result<bool> {
+    /// Waits until `tid`, already sent `PTRACE_INTERRUPT`, sits in the
+    /// interrupt stop, and returns its registers; `None` if it exited.
+    ///
+    /// Any other ptrace stop (a clone event, a signal about to be delivered)
+    /// uses up the pending interrupt, so after resuming from one the
+    /// interrupt is sent again: otherwise a thread that then blocks (in
+    /// `pthread_join`, say) never stops and the wait never ends. A signal
+    /// is kept for release; a trap of ours (`traps`) is put back on its
+    /// instruction. Bounded by `deadline`: a thread that does not stop by
+    /// then is an error naming it (dropping `Held` lets everything go).
+    fn settle(&mut self, tid: i32, deadline: Instant, traps: &[u64]) -> Result<Option<Regs>> {
         loop {
-            match ptrace::wait(tid)? {
-                Stop::Interrupted => return Ok(true),
-                Stop::Gone => return Ok(false),
-                Stop::Signal(sig) => {
-                    // Keep it for later and let the pending interrupt land.
-                    self.pending.push((tid, sig));
-                    ptrace::cont(tid)?;
+            let Some(stop) = ptrace::wait_until(tid, deadline)? else {
+                return Err(Error::Thread {
+                    pid: self.pid,
+                    tid,
+                    what: format!(
+                        "did not stop within {} ms of PTRACE_INTERRUPT; patient released",
+                        STOP_WAIT.as_millis()
+                    ),
+                });
+            };
+            match stop {
+                Stop::Interrupted => return Ok(Some(ptrace::getregs(tid)?)),
+                Stop::Gone => return Ok(None),
+                Stop::Signal(Signal::SIGTRAP)
+                    if ptrace::getregs(tid)
+                        .is_ok_and(|r| traps.contains(&r.rip.wrapping_sub(1))) =>
+                {
+                    let mut r = ptrace::getregs(tid)?;
+                    r.rip -= 1;
+                    ptrace::setregs(tid, &r)?;
                 }
-                Stop::Event(_) => ptrace::cont(tid)?,
+                Stop::Signal(sig) => self.pending.push((tid, sig)),
+                Stop::Event(_) => {}
             }
+            ptrace::cont(tid)?;
+            // ESRCH: it exited meanwhile; the next wait says so.
+            let _ = ptrace::interrupt(tid);
         }
+    }
+
+    /// Prepares a thread stopped by us to run again. A blocking call that
+    /// the kernel never restarts after a stop (see `UNRESTARTED`) returned
+    /// `EINTR` only because we stopped the thread, so it is rewound to run
+    /// again, unless a signal we took is to be delivered to that thread
+    /// (then the `EINTR` is the signal's, as the program expects).
+    fn rewind_our_eintr(&mut self, i: usize) {
+        let t = &self.threads[i];
+        let r = t.regs;
+        if !t.stopped
+            || r.rax as i64 != -(libc::EINTR as i64)
+            || !UNRESTARTED.contains(&(r.orig_rax as i64))
+            || self.pending.iter().any(|&(tid, _)| tid == t.tid)
+        {
+            return;
+        }
+        let mut insn = [0u8; 2];
+        if r.rip < 2 || self.read(r.rip - 2, &mut insn).is_err() || insn != [0x0f, 0x05] {
+            return;
+        }
+        let mut again = r;
+        again.rax = r.orig_rax;
+        again.rip = r.rip - 2;
+        match ptrace::setregs(t.tid, &again) {
+            Ok(()) => {
+                tracing::debug!(
+                    tid = t.tid,
+                    nr = r.orig_rax,
+                    "syscall interrupted by our stop restarted"
+                );
+                self.threads[i].regs = again;
+            }
+            Err(e) => tracing::warn!("restarting the syscall of thread {}: {e}", t.tid),
+        }
+    }
+
+    /// Resumes every thread we hold, each one's own interrupted call rewound.
+    fn cont_all(&mut self) -> Result<()> {
+        for i in 0..self.threads.len() {
+            self.rewind_our_eintr(i);
+            let t = &mut self.threads[i];
+            ptrace::cont(t.tid)?;
+            t.stopped = false;
+        }
+        Ok(())
     }
 
     pub fn pid(&self) -> i32 {
@@ -215,32 +288,10 @@ impl Held {
     /// any thread created meanwhile). Used while waiting for a safe moment.
     pub fn resume_for(&mut self, pause: Duration) -> Result<()> {
         self.stopped_total += self.held_since.elapsed();
-        for t in &mut self.threads {
-            ptrace::cont(t.tid)?;
-            t.stopped = false;
-        }
+        self.cont_all()?;
         std::thread::sleep(pause);
         self.held_since = Instant::now();
-        let tids: Vec<i32> = self.threads.iter().map(|t| t.tid).collect();
-        for &tid in &tids {
-            // ESRCH: the thread exited while running; wait() below sees it.
-            let _ = ptrace::interrupt(tid);
-        }
-        for tid in tids {
-            let i = self
-                .threads
-                .iter()
-                .position(|t| t.tid == tid)
-                .expect("known");
-            if self.wait_interrupted(tid)? {
-                let regs = ptrace::getregs(tid)?;
-                let t = &mut self.threads[i];
-                t.regs = regs;
-                t.stopped = true;
-            } else {
-                self.threads.remove(i);
-            }
-        }
+        self.stop_running(&[])?;
         let pid = self.pid;
         self.catch_all_threads().map_err(|e| match e {
             Error::NoSuchProcess { .. } => Error::Exited { pid },
@@ -280,9 +331,9 @@ impl Held {
             }
         }
         self.stopped_total += self.held_since.elapsed();
-        for t in &mut self.threads {
-            ptrace::cont(t.tid)?;
-            t.stopped = false;
+        if let Err(e) = self.cont_all() {
+            restore(self);
+            return Err(e);
         }
         let is_trap = |tid: i32| {
             ptrace::getregs(tid)
@@ -292,7 +343,13 @@ impl Held {
         let mut hit = false;
         let outcome = (|| -> Result<()> {
             let mut last_scan = Instant::now();
-            while !hit && !self.threads.is_empty() && Instant::now() < deadline {
+            // A termination signal for the doctor ends the wait early: the
+            // caller then rolls back instead of waiting out the deadline.
+            while !hit
+                && !self.threads.is_empty()
+                && Instant::now() < deadline
+                && ptrace::termination_pending().is_none()
+            {
                 let mut quiet = true;
                 let tids: Vec<i32> = self.threads.iter().map(|t| t.tid).collect();
                 for tid in tids {
@@ -310,8 +367,17 @@ impl Held {
                             break;
                         }
                         Stop::Signal(sig) => ptrace::cont_with(tid, sig)?,
-                        // A new thread's first stop, or a clone event.
-                        Stop::Interrupted | Stop::Event(_) => ptrace::cont(tid)?,
+                        // A new thread's first stop, or a late interrupt.
+                        Stop::Interrupted => {
+                            let r = ptrace::getregs(tid)?;
+                            self.mark_stopped(tid, r);
+                            if let Some(i) = self.threads.iter().position(|t| t.tid == tid) {
+                                self.rewind_our_eintr(i);
+                                self.threads[i].stopped = false;
+                            }
+                            ptrace::cont(tid)?;
+                        }
+                        Stop::Event(_) => ptrace::cont(tid)?,
                         Stop::Gone => self.threads.retain(|t| t.tid != tid),
                     }
                 }
@@ -369,35 +435,14 @@ impl Held {
             .map(|t| t.tid)
             .collect();
         for &tid in &running {
+            // ESRCH: the thread exited while running; the wait sees it.
             let _ = ptrace::interrupt(tid);
         }
+        let deadline = Instant::now() + STOP_WAIT;
         for tid in running {
-            loop {
-                match ptrace::wait(tid)? {
-                    Stop::Interrupted => {
-                        let r = ptrace::getregs(tid)?;
-                        self.mark_stopped(tid, r);
-                        break;
-                    }
-                    Stop::Gone => {
-                        self.threads.retain(|t| t.tid != tid);
-                        break;
-                    }
-                    Stop::Signal(Signal::SIGTRAP)
-                        if ptrace::getregs(tid)
-                            .is_ok_and(|r| traps.contains(&r.rip.wrapping_sub(1))) =>
-                    {
-                        let mut r = ptrace::getregs(tid)?;
-                        r.rip -= 1;
-                        ptrace::setregs(tid, &r)?;
-                        ptrace::cont(tid)?;
-                    }
-                    Stop::Signal(sig) => {
-                        self.pending.push((tid, sig));
-                        ptrace::cont(tid)?;
-                    }
-                    Stop::Event(_) => ptrace::cont(tid)?,
-                }
+            match self.settle(tid, deadline, traps)? {
+                Some(regs) => self.mark_stopped(tid, regs),
+                None => self.threads.retain(|t| t.tid != tid),
             }
         }
         Ok(())
@@ -473,12 +518,12 @@ impl Held {
 
 impl Drop for Held {
     fn drop(&mut self) {
-        for t in &self.threads {
-            if !t.stopped {
-                // Seized but not yet confirmed stopped: stop it so detach works.
-                let _ = ptrace::interrupt(t.tid);
-                let _ = ptrace::wait(t.tid);
-            }
+        // Seized but not confirmed stopped: stop it so detach works. One
+        // that will not stop stays traced until the doctor exits, which
+        // lets it go as well.
+        let _ = self.stop_running(&[]);
+        for i in 0..self.threads.len() {
+            self.rewind_our_eintr(i);
         }
         for &(tid, sig) in &self.pending {
             if let Err(e) = ptrace::tgkill(self.pid, tid, sig) {
@@ -497,6 +542,19 @@ impl Drop for Held {
         );
     }
 }
+
+/// How long a thread sent `PTRACE_INTERRUPT` may take to stop. A thread
+/// stops within microseconds unless it is stuck in the kernel (an
+/// uninterruptible wait on a dead file server, say).
+const STOP_WAIT: Duration = Duration::from_secs(2);
+
+/// System calls that fail with `EINTR` when their thread is merely stopped
+/// (by ptrace or a stop signal) and resumed, and that the kernel does not
+/// restart (signal(7)): `epoll_wait`, `epoll_pwait`, `epoll_pwait2`,
+/// `semop`, `semtimedop`, `rt_sigtimedwait`, `io_getevents`,
+/// `io_pgetevents`, and socket receives with a timeout (`accept`,
+/// `accept4`, `recvfrom`, `recvmsg`, `recvmmsg`).
+const UNRESTARTED: [i64; 13] = [232, 281, 441, 65, 220, 128, 208, 333, 43, 288, 45, 47, 299];
 
 fn zero_regs() -> Regs {
     Regs {

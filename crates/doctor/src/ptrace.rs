@@ -48,7 +48,8 @@ pub fn seize(tid: i32) -> Result<()> {
 /// Whether `tid` is traced by this process already (a thread auto-attached
 /// through `TRACECLONE`).
 pub fn traced_by_us(tid: i32) -> bool {
-    let me = std::process::id().to_string();
+    // TracerPid names the tracing thread, not its process.
+    let me = nix::unistd::gettid().to_string();
     std::fs::read_to_string(format!("/proc/{tid}/status")).is_ok_and(|s| {
         s.lines()
             .find_map(|l| l.strip_prefix("TracerPid:"))
@@ -108,6 +109,27 @@ pub fn wait_nohang(tid: i32) -> Result<Option<Stop>> {
             WaitStatus::Exited(..) | WaitStatus::Signaled(..) => Some(Stop::Gone),
             _ => continue,
         });
+    }
+}
+
+/// The next stop of one traced thread, or `None` if it reports nothing
+/// before `deadline`. A stop we asked for comes within microseconds, so the
+/// first polls only yield the processor; later ones sleep a little.
+pub fn wait_until(tid: i32, deadline: std::time::Instant) -> Result<Option<Stop>> {
+    let mut polls = 0u32;
+    loop {
+        if let Some(stop) = wait_nohang(tid)? {
+            return Ok(Some(stop));
+        }
+        if std::time::Instant::now() >= deadline {
+            return Ok(None);
+        }
+        polls += 1;
+        if polls < 200 {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(std::time::Duration::from_micros(100));
+        }
     }
 }
 

@@ -86,6 +86,7 @@ impl Checker {
                     function: "?".into(),
                     detail: "cannot read the patient's memory".into(),
                     return_to: None,
+                    unwalkable: None,
                 });
                 continue;
             };
@@ -111,16 +112,16 @@ impl Checker {
                             format!("it is on the stack (frame {i}, pc {:#x})", frames[i].pc)
                         },
                         return_to,
+                        unwalkable: None,
                     });
                 }
                 Err(e) => {
-                    // A stack we cannot walk is a stack we cannot clear; name
-                    // a busy function it is in, if any, else the first one.
-                    let culprit = inside(t.regs.rip)
-                        .or(busy.first())
-                        .map_or("?".into(), |b| b.function.clone());
-                    // Where to wait for it: out of busy code and out of code
-                    // without unwind tables (anonymous executable memory).
+                    // A stack we cannot walk is a stack we cannot clear, for
+                    // now: glibc's clone leaves the instructions right after
+                    // its syscall without CFI, so a thread being created is
+                    // unwalkable for a moment. Where to wait for it: out of
+                    // busy code and out of code without unwind tables
+                    // (anonymous executable memory).
                     let maps = maps::read(held.pid()).unwrap_or_default();
                     let mut opaque = busy.to_vec();
                     opaque.extend(maps.iter().filter(|m| m.anonymous() && m.executable()).map(
@@ -130,11 +131,13 @@ impl Checker {
                             end: m.end,
                         },
                     ));
+                    let pc = e.pc();
                     out.push(Blocker {
                         tid: t.tid,
-                        function: culprit,
-                        detail: format!("its stack cannot be walked: {e}"),
+                        function: String::new(),
+                        detail: e.to_string(),
                         return_to: stack_scan::return_out_of_busy(held, &maps, t.regs.rsp, &opaque),
+                        unwalkable: Some((pc, place(&maps, pc))),
                     });
                 }
             }
@@ -142,7 +145,8 @@ impl Checker {
         out
     }
 
-    /// The first blocker, as (thread, function, detail).
+    /// The first blocker, as (thread, function, detail); the function is
+    /// empty for a thread whose stack could not be walked.
     pub fn find_unsafe(&self, held: &Held, busy: &[Busy]) -> Option<(i32, String, String)> {
         self.blockers(held, busy)
             .into_iter()
@@ -164,10 +168,12 @@ impl Checker {
             };
             let now = Instant::now();
             if now >= deadline {
-                return Err(Error::Unsafe {
-                    tid: first.tid,
-                    function: first.function.clone(),
-                    where_: first.detail.clone(),
+                return Err(first.refusal());
+            }
+            if let Some(sig) = crate::ptrace::termination_pending() {
+                return Err(Error::Interrupted {
+                    signal: sig.to_string(),
+                    waiting_for: first.waiting_for(),
                 });
             }
             tracing::debug!(
@@ -180,8 +186,15 @@ impl Checker {
             traps.sort_unstable();
             traps.dedup();
             if blockers.iter().all(|b| b.return_to.is_some()) {
+                // A return address found by scanning an unwalkable stack is
+                // a guess that may never be hit: check again soon.
+                let until = if blockers.iter().any(|b| b.unwalkable.is_some()) {
+                    deadline.min(now + pause)
+                } else {
+                    deadline
+                };
                 let t = Instant::now();
-                let hit = held.run_until_trap(&traps, deadline)?;
+                let hit = held.run_until_trap(&traps, until)?;
                 tracing::debug!(
                     ?traps,
                     hit,
@@ -190,8 +203,8 @@ impl Checker {
                 );
             } else {
                 held.resume_for(pause.min(deadline - now))?;
-                pause = (pause * 2).min(Duration::from_millis(20));
             }
+            pause = (pause * 2).min(Duration::from_millis(20));
         }
     }
 }
@@ -204,6 +217,49 @@ pub struct Blocker {
     pub detail: String,
     /// Where its outermost busy frame returns to, if known.
     pub return_to: Option<u64>,
+    /// Set when its stack could not be walked: the pc where the walk
+    /// stopped, and that pc as `object+offset`.
+    pub unwalkable: Option<(u64, String)>,
+}
+
+impl Blocker {
+    fn waiting_for(&self) -> String {
+        match &self.unwalkable {
+            Some((pc, place)) => format!(
+                "the stack of thread {} to be walkable (pc {pc:#x}, {place})",
+                self.tid
+            ),
+            None => format!("thread {} to leave `{}`", self.tid, self.function),
+        }
+    }
+
+    fn refusal(&self) -> Error {
+        match &self.unwalkable {
+            Some((pc, place)) => Error::Unwalkable {
+                tid: self.tid,
+                pc: *pc,
+                place: place.clone(),
+                why: self.detail.clone(),
+            },
+            None => Error::Unsafe {
+                tid: self.tid,
+                function: self.function.clone(),
+                where_: self.detail.clone(),
+            },
+        }
+    }
+}
+
+/// `pc` as `object+offset` (file offset), or `anonymous memory`.
+fn place(maps: &[Mapping], pc: u64) -> String {
+    match maps.iter().find(|m| pc >= m.start && pc < m.end) {
+        Some(m) if !m.path.is_empty() => {
+            let name = m.path.rsplit('/').next().unwrap_or(&m.path);
+            format!("{name}+{:#x}", pc - m.start + m.offset)
+        }
+        Some(_) => "anonymous memory".into(),
+        None => "unmapped".into(),
+    }
 }
 
 /// Lowest address of the red zone below a thread's stack pointer, which a

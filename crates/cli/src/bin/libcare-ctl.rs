@@ -302,12 +302,34 @@ fn interrupted() -> bool {
     }
 }
 
+/// How long a termination signal may wait for the current process to be
+/// finished or rolled back. The doctor's own waits notice the signal and
+/// roll back at once, and every wait of theirs is bounded; this is the
+/// last resort should one of them not end: exiting detaches every thread
+/// we trace, so the patient runs again.
+const TERMINATION_GRACE: Duration = Duration::from_secs(5);
+
+fn termination_watchdog() {
+    loop {
+        if let Some(sig) = doctor::termination_pending() {
+            std::thread::sleep(TERMINATION_GRACE);
+            eprintln!(
+                "libcare-ctl: {sig}: the current process did not finish within {} s; exiting",
+                TERMINATION_GRACE.as_secs()
+            );
+            std::process::exit(1);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(e) = doctor::defer_termination() {
         eprintln!("libcare-ctl: {e}");
         return ExitCode::FAILURE;
     }
+    std::thread::spawn(termination_watchdog);
     let level = match cli.verbose {
         0 => tracing::Level::WARN,
         1 => tracing::Level::INFO,
