@@ -84,9 +84,12 @@ impl Held {
         Ok(result)
     }
 
-    /// Calls `func(args...)` in the patient and returns `rax`.
+    /// Calls `func(args...)` in the patient and returns `rax`. Bounded
+    /// like every wait of the doctor: a function that has not returned
+    /// after two seconds (blocked on a lock a stopped thread holds) is
+    /// abandoned as `call_within` describes.
     pub fn call(&mut self, func: u64, args: [u64; 6]) -> Result<u64> {
-        self.call_within(func, args, None)
+        self.call_within(func, args, Some(Instant::now() + Duration::from_secs(2)))
     }
 
     /// Like `call`, but gives up at `deadline`: the thread is interrupted

@@ -137,3 +137,62 @@ fn epoll_wait_is_rewound_after_our_stop() {
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(kid.0.try_wait().unwrap(), None, "the patient ended");
 }
+
+const JIT_LOOP: &str = r#"
+#include <pthread.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+static void *spin(void *a)
+{
+	unsigned char *code = mmap(0, 4096, PROT_READ | PROT_WRITE | PROT_EXEC,
+				   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	memcpy(code, "\xeb\xfe", 2);	/* jmp . */
+	((void (*)(void))code)();
+	return a;
+}
+__attribute__((noipa)) void handle(void) { }
+int main(void)
+{
+	pthread_t t;
+	pthread_create(&t, 0, spin, 0);
+	for (;;)
+		pause();
+}
+"#;
+
+/// A thread spinning in anonymous code (no unwind tables) never becomes
+/// walkable: the check keeps re-checking until its timeout, then refuses
+/// naming the thread, the pc and where it is, not a busy function the
+/// thread is not in.
+#[test]
+fn unwalkable_stack_is_refused_with_the_real_reason() {
+    use doctor::safety::{Busy, Checker};
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build(dir.path(), "jit", JIT_LOOP);
+    let kid = start(&exe);
+    let pid = kid.0.id() as i32;
+    let maps = doctor::maps::read(pid).unwrap();
+    let objects = doctor::object::loaded_objects(pid, &maps).unwrap();
+    let checker = Checker::new(pid, &objects, &maps);
+    let main = objects.iter().find(|o| o.is_main).unwrap();
+    let busy = [Busy {
+        function: "handle".into(),
+        start: main.start,
+        end: main.start + 1,
+    }];
+    let mut held = Held::hold(pid).unwrap();
+    let t = std::time::Instant::now();
+    let err = checker
+        .wait_until_safe(&mut held, &busy, Duration::from_millis(300))
+        .unwrap_err()
+        .to_string();
+    assert!(t.elapsed() >= Duration::from_millis(300), "gave up early");
+    assert!(
+        err.contains("stack walk of thread") && err.contains("anonymous memory"),
+        "{err}"
+    );
+    assert!(!err.contains("`handle`"), "{err}");
+    drop(held);
+    assert!(doctor::patient::exists(pid));
+}
