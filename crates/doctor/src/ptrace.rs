@@ -112,23 +112,24 @@ pub fn wait_nohang(tid: i32) -> Result<Option<Stop>> {
     }
 }
 
-/// The next stop of one traced thread, or `None` if it reports nothing
-/// before `deadline`. A stop we asked for comes within microseconds, so the
-/// first polls only yield the processor; later ones sleep a little.
+/// The next stop of `tid`, or `None` once `deadline` has passed. Polls: a
+/// quick stop (an injected call returning, an interrupt landing) comes
+/// within microseconds, far below the granularity of a sleep (about 60 us,
+/// the timer slack), so the first half millisecond only yields.
 pub fn wait_until(tid: i32, deadline: std::time::Instant) -> Result<Option<Stop>> {
-    let mut polls = 0u32;
+    let start = std::time::Instant::now();
     loop {
         if let Some(stop) = wait_nohang(tid)? {
             return Ok(Some(stop));
         }
-        if std::time::Instant::now() >= deadline {
+        let now = std::time::Instant::now();
+        if now >= deadline {
             return Ok(None);
         }
-        polls += 1;
-        if polls < 200 {
+        if now - start < std::time::Duration::from_micros(500) {
             std::thread::yield_now();
         } else {
-            std::thread::sleep(std::time::Duration::from_micros(100));
+            std::thread::sleep(std::time::Duration::from_micros(200));
         }
     }
 }

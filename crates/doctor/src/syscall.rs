@@ -126,7 +126,7 @@ impl Held {
             ptrace::cont(tid)?;
             let stop = match deadline {
                 None => ptrace::wait(tid)?,
-                Some(d) => match wait_until(tid, d)? {
+                Some(d) => match ptrace::wait_until(tid, d)? {
                     Some(stop) => stop,
                     None => {
                         let _ = ptrace::interrupt(tid);
@@ -242,27 +242,5 @@ impl Held {
     pub fn munmap(&mut self, addr: u64, len: u64) -> Result<()> {
         self.checked("munmap", libc::SYS_munmap, [addr, len, 0, 0, 0, 0])
             .map(|_| ())
-    }
-}
-
-/// The next stop of `tid`, or `None` once `deadline` has passed. Polls: a
-/// quick function returns within microseconds, far below the granularity
-/// of a sleep (about 60 us, the timer slack, measured as the whole cost of
-/// a __register_frame call), so the first half millisecond only yields.
-fn wait_until(tid: i32, deadline: Instant) -> Result<Option<Stop>> {
-    let start = Instant::now();
-    loop {
-        if let Some(stop) = ptrace::wait_nohang(tid)? {
-            return Ok(Some(stop));
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return Ok(None);
-        }
-        if now - start < Duration::from_micros(500) {
-            std::thread::yield_now();
-        } else {
-            std::thread::sleep(Duration::from_micros(200));
-        }
     }
 }
