@@ -292,6 +292,12 @@ impl Held {
         std::thread::sleep(pause);
         self.held_since = Instant::now();
         self.stop_running(&[])?;
+        self.catch_again()
+    }
+
+    /// Waits for every thread to be stopped again after the patient ran;
+    /// a patient that vanished meanwhile exited rather than never existed.
+    fn catch_again(&mut self) -> Result<()> {
         let pid = self.pid;
         self.catch_all_threads().map_err(|e| match e {
             Error::NoSuchProcess { .. } => Error::Exited { pid },
@@ -407,14 +413,7 @@ impl Held {
         let stop_all = self.stop_running(traps);
         outcome?;
         stop_all?;
-        let pid = self.pid;
-        self.catch_all_threads().map_err(|e| match e {
-            Error::NoSuchProcess { .. } => Error::Exited { pid },
-            e => e,
-        })?;
-        if self.threads.is_empty() {
-            return Err(Error::Exited { pid: self.pid });
-        }
+        self.catch_again()?;
         Ok(hit)
     }
 
