@@ -36,6 +36,22 @@ pub fn fastsleep() -> &'static Path {
     })
 }
 
+/// Takes the child's stdout and hands its lines over a channel, read by a
+/// thread so that a test can wait for a line with a timeout.
+pub fn read_lines(child: &mut Child) -> Receiver<String> {
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
 pub struct Patient {
     child: Child,
     lines: Receiver<String>,
@@ -59,16 +75,7 @@ impl Patient {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let rx = read_lines(&mut child);
         Patient {
             child,
             lines: rx,
