@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
-use support::{Case, Flavour, Patient, build_by_recipe, ctl};
+use support::{Case, Flavour, Patient, build_by_recipe, ctl, refused, snapshot, stderr, stdout};
 
 /// A case program started with extra environment, whose lines the test
 /// parses itself. Killed by PID when dropped.
@@ -72,62 +72,6 @@ fn numbers(line: &str) -> Vec<i64> {
         .skip(1)
         .map(|w| w.parse().unwrap())
         .collect()
-}
-
-/// The patient's code and mappings, to compare before and after a command.
-#[derive(Debug, PartialEq, Eq)]
-struct Snapshot {
-    /// Bytes of every executable file-backed mapping.
-    text: Vec<(String, u64, Vec<u8>)>,
-    /// Every mapping's range and permissions.
-    maps: Vec<String>,
-}
-
-fn snapshot(pid: u32) -> Snapshot {
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
-    let mem = std::fs::File::open(format!("/proc/{pid}/mem")).unwrap();
-    let mut text = Vec::new();
-    let mut ranges = Vec::new();
-    for line in maps.lines() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        ranges.push(format!("{} {}", f[0], f[1]));
-        if f.len() < 6 || !f[1].contains('x') || !f[5].starts_with('/') {
-            continue;
-        }
-        let (s, e) = f[0].split_once('-').unwrap();
-        let s = u64::from_str_radix(s, 16).unwrap();
-        let e = u64::from_str_radix(e, 16).unwrap();
-        let mut buf = vec![0u8; (e - s) as usize];
-        std::os::unix::fs::FileExt::read_exact_at(&mem, &mut buf, s).unwrap();
-        text.push((f[5].to_string(), s, buf));
-    }
-    // Thread stacks and the heap may grow; compare the code-bearing and
-    // anonymous executable mappings only.
-    ranges.retain(|r| r.contains('x'));
-    Snapshot { text, maps: ranges }
-}
-
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn stdout(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Asserts a refusal: non-zero exit, one line on stderr containing `why`.
-fn refused(out: &std::process::Output, why: &str) {
-    let err = stderr(out);
-    assert!(
-        !out.status.success(),
-        "expected failure, got success:\n{err}"
-    );
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "one line on stderr:\n{err}"
-    );
-    assert!(err.contains(why), "stderr should mention {why:?}:\n{err}");
 }
 
 fn seed() -> (Case, support::Built) {

@@ -437,7 +437,7 @@ fn prepare(
         }
     }
     let mut header = patch.header_bytes.clone();
-    header[364..368].copy_from_slice(&(layout.jump_table as u32).to_le_bytes());
+    kpatch_file::set_jmp_offset(&mut header, layout.jump_table as u32);
     image[..kpatch_file::HEADER_SIZE].copy_from_slice(&header);
     let applied_ns = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)

@@ -73,6 +73,8 @@ pub enum Error {
     },
     #[error("patch {patch}: unsupported {what}")]
     Unsupported { patch: String, what: String },
+    #[error("patch {patch}: cannot be placed exactly: {what}; patient untouched")]
+    Layout { patch: String, what: String },
     #[error(
         "patch {}: relocation {} at {}+{:#x} against `{}`: {}",
         .0.patch, .0.rtype, .0.section, .0.offset, .0.symbol, .0.why

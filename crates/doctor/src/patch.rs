@@ -18,6 +18,9 @@ pub struct PatchSection {
     pub nobits: bool,
     pub size: u64,
     pub align: u64,
+    /// `sh_addr` as the file has it: 0 in our files; LibCare's
+    /// `--undo-link` leaves the linked address (see `settle_symbols`).
+    pub addr: u64,
     pub data: Vec<u8>,
 }
 
@@ -88,9 +91,20 @@ impl Patch {
         self.header.user_level
     }
 
+    /// Gives the patch another level (the level is part of its identity).
+    pub fn set_level(&mut self, level: u32) {
+        self.digest ^= level_salt(self.header.user_level) ^ level_salt(level);
+        self.header.user_level = level;
+        kpatch_file::set_user_level(&mut self.header_bytes, level);
+    }
+
     pub fn section_name(&self, i: usize) -> &str {
         self.sections.get(i).map_or("?", |s| s.name.as_str())
     }
+}
+
+fn level_salt(level: u32) -> u64 {
+    u64::from(level).rotate_left(32)
 }
 
 /// FNV-1a, enough to tell "the same patch again" from "another patch".
@@ -146,6 +160,7 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Patch> {
             nobits,
             size,
             align: sh.sh_addralign(e).max(1),
+            addr: sh.sh_addr(e),
             data: bytes,
         });
     }
@@ -180,6 +195,7 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Patch> {
             weak: sym.st_bind() == elf::STB_WEAK,
         });
     }
+    settle_symbols(&what, &sections, &mut symbols)?;
     let mut relocs = Vec::new();
     for (i, sh) in table.iter().enumerate() {
         if sh.sh_type(e) == elf::SHT_REL {
@@ -226,11 +242,67 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Patch> {
         header_bytes: bytes[..kpatch_file::HEADER_SIZE].to_vec(),
         // The level is part of the identity: the same code at a higher
         // level replaces the lower one.
-        digest: digest(data) ^ u64::from(kp.header.user_level).rotate_left(32),
+        digest: digest(data) ^ level_salt(kp.header.user_level),
         sections,
         symbols,
         relocs,
     })
+}
+
+/// Makes every defined symbol's value an offset into its section, and
+/// refuses a file where that cannot be told for certain.
+///
+/// Two layouts are understood. Ours: every `sh_addr` and every section
+/// symbol is 0. LibCare's `--undo-link`: sections keep their linked address
+/// and a section symbol's value is that address (LibCare's loader ignores
+/// it and uses the section's place). In both, other symbols are already
+/// section-relative. Anything else (a section symbol with another value, a
+/// symbol lying past its section's end, as a file whose link was never
+/// undone has) would put code or data somewhere else than its author meant,
+/// so it is refused before anything is resolved.
+fn settle_symbols(
+    what: &str,
+    sections: &[PatchSection],
+    symbols: &mut [PatchSymbol],
+) -> Result<()> {
+    let refuse = |detail: String| Error::Layout {
+        patch: what.to_string(),
+        what: detail,
+    };
+    for s in symbols.iter_mut().skip(1) {
+        let Place::Section(i) = s.place else {
+            continue;
+        };
+        let Some(sec) = sections.get(i) else {
+            return Err(refuse(format!(
+                "symbol `{}` is defined in section {i}, which the file lacks",
+                s.name
+            )));
+        };
+        if s.kind == elf::STT_SECTION {
+            if s.value != 0 && s.value != sec.addr {
+                return Err(refuse(format!(
+                    "the symbol of section {} has value {:#x}, neither 0 nor the section's address {:#x}",
+                    sec.name, s.value, sec.addr
+                )));
+            }
+            s.value = 0;
+            continue;
+        }
+        // A thread-local's value is an offset into the TLS block, not its
+        // section; `resolve` checks it against the target's block.
+        if s.kind == elf::STT_TLS {
+            continue;
+        }
+        if s.value.checked_add(s.size).is_none_or(|end| end > sec.size) {
+            return Err(refuse(format!(
+                "symbol `{}` at {:#x} ({} bytes) lies beyond the end of section {} ({} bytes): \
+                 the file's addresses are not relative to their sections (was `kpatch_strip --undo-link` run?)",
+                s.name, s.value, s.size, sec.name, sec.size
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `printf@@GLIBC_2.2.5` -> (`printf`, `GLIBC_2.2.5`).

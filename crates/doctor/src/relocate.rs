@@ -227,6 +227,7 @@ mod tests {
             nobits: false,
             size: data.len() as u64,
             align: 16,
+            addr: 0,
             data,
         }
     }

@@ -218,9 +218,14 @@ fn bound_ifunc(cx: &Context<'_>, definer: &LoadedObject, name: &str) -> Result<u
 /// (the main program's TLS block sits right below the thread pointer).
 fn tls_in_target(cx: &Context<'_>, s: &PatchSymbol) -> Result<Value> {
     if !cx.target.is_main {
-        return Err(Error::Unsupported {
-            patch: cx.patch.display(),
-            what: format!("thread-local `{}` of a shared library", s.name),
+        // A library's block sits at an offset only the dynamic linker
+        // knows: the patch reaches it through the original's GOT slot
+        // (GOTTPOFF, whose addend names the slot), never by a direct offset;
+        // `relocate` refuses a TPOFF relocation against this value.
+        return Ok(Value {
+            addr: 0,
+            imported: true,
+            kind: elf::STT_TLS,
         });
     }
     let (vaddr, memsz, align) = cx.target.tls_segment().ok_or_else(|| Error::Unsupported {

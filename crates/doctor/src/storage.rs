@@ -59,6 +59,17 @@ impl Storage {
         p.is_file().then_some(p)
     }
 
+    /// The level `<BuildID>/latest` points at in a levelled storage. As in
+    /// LibCare, the directory says the level; a file built without one
+    /// (level 0 in its header) gets it from there.
+    fn linked_level(&self, build_id: &str) -> Option<u32> {
+        let Storage::Levels(d) = self else {
+            return None;
+        };
+        let target = std::fs::read_link(d.join(build_id).join("latest")).ok()?;
+        target.file_name()?.to_str()?.parse().ok()
+    }
+
     /// The patches for the objects with these BuildIDs. A single file is
     /// returned whatever it targets (the caller reports a mismatch).
     pub fn patches_for<'a>(
@@ -71,7 +82,10 @@ impl Storage {
         let mut out: Vec<Patch> = Vec::new();
         for id in build_ids {
             if let Some(p) = self.path_for(id) {
-                let patch = patch::load(&p)?;
+                let mut patch = patch::load(&p)?;
+                if let Some(level) = self.linked_level(id) {
+                    patch.set_level(level);
+                }
                 if patch.header.build_id != id {
                     return Err(Error::Storage {
                         path: p,

@@ -13,8 +13,9 @@ pub fn check_elf(data: &[u8]) -> Result<()> {
 }
 
 /// Accepts only a finished patch ELF, as `kpatch_make` wraps it: `.kpatch.*`
-/// and `.rela.kpatch.*` present, no section bytes but the kept ones, and no
-/// link-time address left.
+/// and `.rela.kpatch.*` present, no section bytes but the kept ones, and its
+/// link undone (`ET_REL`, as ours and LibCare's `--undo-link` leave it; an
+/// older file of ours says so by having no address left at all).
 pub fn check_patch_elf(data: &[u8]) -> Result<()> {
     let img = Image::parse(data.to_vec())?;
     img.require_patch_sections()?;
@@ -27,6 +28,12 @@ pub fn check_patch_elf(data: &[u8]) -> Result<()> {
                 size: img.size(i),
             });
         }
+    }
+    if img.header.e_type.get(image::LE) == elf::ET_REL {
+        return Ok(());
+    }
+    for i in 1..img.sections.len() {
+        let name = img.name(i);
         if img.addr(i) != 0 {
             return Err(Error::StillLinked {
                 section: name.to_string(),

@@ -283,8 +283,10 @@ impl Image {
         }
     }
 
-    /// Writes the (edited) section header copies back into the file bytes.
+    /// Writes the (edited) ELF header and section header copies back into
+    /// the file bytes.
     pub fn write_section_headers(&mut self) {
+        self.data[..EHDR_SIZE].copy_from_slice(pod::bytes_of(&self.header));
         let off = self.header.e_shoff.get(LE) as usize;
         let bytes = pod::bytes_of_slice(&self.sections);
         self.data[off..off + bytes.len()].copy_from_slice(bytes);

@@ -30,6 +30,10 @@ pub(crate) struct Original {
     /// Base symbol name -> address of the GOT slot that `R_X86_64_TPOFF64`
     /// fills with its thread-pointer offset.
     pub tpoff_slots: HashMap<String, u64>,
+    /// The same for `R_X86_64_TPOFF64` without a symbol (gcc's file-static
+    /// `__thread` of a shared library in the initial-exec model): offset in
+    /// the object's TLS block (the addend) -> GOT slot address.
+    pub tpoff_slots_by_offset: HashMap<u64, u64>,
     /// IFUNC resolver address -> the `.plt` stub that jumps through the
     /// slot its `R_X86_64_IRELATIVE` fills (static executables, where every
     /// IFUNC is local and reached only through such a stub).
@@ -81,7 +85,7 @@ impl Original {
             }
         }
         let tls = TlsLayout::of(&img);
-        let tpoff_slots = tpoff_slots(&img)?;
+        let (tpoff_slots, tpoff_slots_by_offset) = tpoff_slots(&img)?;
         let ifunc_stubs = ifunc_stubs(&img)?;
         Ok(Original {
             section_sizes,
@@ -89,13 +93,17 @@ impl Original {
             tls_values,
             tls,
             tpoff_slots,
+            tpoff_slots_by_offset,
             ifunc_stubs,
         })
     }
 }
 
-fn tpoff_slots(img: &Image) -> Result<HashMap<String, u64>> {
+type TpoffSlots = (HashMap<String, u64>, HashMap<u64, u64>);
+
+fn tpoff_slots(img: &Image) -> Result<TpoffSlots> {
     let mut slots = HashMap::new();
+    let mut by_offset = HashMap::new();
     for i in 0..img.sections.len() {
         let linked = img.sections[i].sh_link.get(LE) as usize;
         if img.sh_type(i) != elf::SHT_RELA
@@ -110,6 +118,10 @@ fn tpoff_slots(img: &Image) -> Result<HashMap<String, u64>> {
             if rela_type(&r) != elf::R_X86_64_TPOFF64 {
                 continue;
             }
+            if rela_sym(&r) == 0 {
+                by_offset.insert(r.r_addend.get(LE) as u64, r.r_offset.get(LE));
+                continue;
+            }
             if let Some(sym) = dynsyms.get(rela_sym(&r) as usize) {
                 let name = img.symbol_name(linked, sym);
                 if !name.is_empty() {
@@ -118,7 +130,7 @@ fn tpoff_slots(img: &Image) -> Result<HashMap<String, u64>> {
             }
         }
     }
-    Ok(slots)
+    Ok((slots, by_offset))
 }
 
 fn ifunc_stubs(img: &Image) -> Result<HashMap<u64, Place>> {

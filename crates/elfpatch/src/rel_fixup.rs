@@ -14,7 +14,8 @@
 //!    stub that jumps through its `R_X86_64_IRELATIVE` slot;
 //! 3. GOT-relative forms against a defined, non-TLS symbol -> `PC32`, with the
 //!    instruction rewritten to match (see `got_relax`);
-//! 4. `TPOFF32`: the thread-pointer offset must equal ORIG's; `GOTTPOFF`:
+//! 4. `TPOFF32`: the thread-pointer offset the linker wrote must equal
+//!    ORIG's, and then the relocation becomes `NONE`; `GOTTPOFF`:
 //!    `r_addend` becomes the address of ORIG's GOT slot filled by
 //!    `R_X86_64_TPOFF64` for that symbol;
 //! 5. a reference to a local, non-section symbol is re-expressed against its
@@ -204,24 +205,48 @@ fn retype(ctx: &Ctx, img: &mut Image, target: usize, site: &Site, r: &mut Rela) 
             }
             Ok(elf::R_X86_64_PC32)
         }
-        elf::R_X86_64_TPOFF32 => {
-            check_tpoff(ctx, &site.sym, &site.name)?;
-            Ok(r_type)
-        }
+        // The linker already wrote the thread-pointer offset into the
+        // code; once it is known to equal the original's, nothing is left
+        // to relocate (LibCare's loader refuses to apply TPOFF32 at all).
+        elf::R_X86_64_TPOFF32 if check_tpoff(ctx, &site.sym, &site.name)? => Ok(elf::R_X86_64_NONE),
+        elf::R_X86_64_TPOFF32 => Ok(r_type),
         elf::R_X86_64_GOTTPOFF => {
-            let slot = ctx
-                .original
-                .tpoff_slots
-                .get(base_name(&site.name))
-                .ok_or_else(|| Error::TlsGotEntryMissing {
-                    symbol: site.name.clone(),
-                })?;
-            r.r_addend.set(LE, *slot as i64);
+            let slot = tpoff_slot(ctx, site).ok_or_else(|| Error::TlsGotEntryMissing {
+                symbol: site.name.clone(),
+            })?;
+            r.r_addend.set(LE, slot as i64);
             Ok(r_type)
         }
         t if ALLOWED_RELOCATIONS.contains(&t) => Ok(t),
         t => Err(unsupported(site, t, "")),
     }
+}
+
+/// The original's GOT slot holding the thread-pointer offset of the
+/// thread-local `site` names: the slot filled for that symbol by name, or,
+/// for a file-static one the dynamic linker knows only by its offset in the
+/// object's TLS block, the slot filled for that offset. The offset is the
+/// original's symbol's; the patch's own value serves only when the
+/// original has no symbol table and both TLS blocks have one size.
+fn tpoff_slot(ctx: &Ctx, site: &Site) -> Option<u64> {
+    let name = base_name(&site.name);
+    if let Some(&slot) = ctx.original.tpoff_slots.get(name) {
+        return Some(slot);
+    }
+    if sym_bind(&site.sym) != elf::STB_LOCAL || sym_type(&site.sym) != elf::STT_TLS {
+        return None;
+    }
+    let offset = match ctx.original.tls_values.get(name) {
+        Some(&v) => v,
+        None => {
+            let (patch, orig) = (ctx.tls?, ctx.original.tls?);
+            if patch.size != orig.size {
+                return None;
+            }
+            site.sym.st_value.get(LE)
+        }
+    };
+    ctx.original.tpoff_slots_by_offset.get(&offset).copied()
 }
 
 /// A call to a locally defined IFUNC (a static executable's libc) goes to
@@ -269,12 +294,13 @@ fn rebase_local(ctx: &Ctx, img: &Image, site: &Site, r: &mut Rela, r_type: u32) 
     let (true, Some(sec)) = (local, site.defined_in) else {
         return Ok(site.sym_index);
     };
-    let section_sym = *ctx
-        .section_syms
-        .get(&sec)
-        .ok_or_else(|| Error::NoSectionSymbol {
-            section: img.name(sec).to_string(),
-        })?;
+    // `strip --strip-unneeded` before `--rel-fixup` (LibCare's makefiles'
+    // order) drops the section symbols nothing referred to yet; the local
+    // symbol itself survived, since a relocation names it, and nothing
+    // strips after this step in that order, so it is kept as it is.
+    let Some(&section_sym) = ctx.section_syms.get(&sec) else {
+        return Ok(site.sym_index);
+    };
     let delta = site.sym.st_value.get(LE).wrapping_sub(img.addr(sec)) as i64;
     r.r_addend.set(LE, r.r_addend.get(LE).wrapping_add(delta));
     Ok(section_sym)
@@ -321,12 +347,15 @@ fn check_against_original(original: &Original, img: &Image, sym: &Sym, name: &st
     }
 }
 
-fn check_tpoff(ctx: &Ctx, sym: &Sym, name: &str) -> Result<()> {
+/// Whether the patch's thread-pointer offset for `sym` is the original's:
+/// true when checked equal, false when the original does not say (no TLS
+/// block or no symbol for it), an error when they differ.
+fn check_tpoff(ctx: &Ctx, sym: &Sym, name: &str) -> Result<bool> {
     let (Some(patch_tls), Some(orig_tls)) = (ctx.tls, ctx.original.tls) else {
-        return Ok(());
+        return Ok(false);
     };
     let Some(&orig_value) = ctx.original.tls_values.get(base_name(name)) else {
-        return Ok(());
+        return Ok(false);
     };
     let patch_tpoff = patch_tls.tpoff(sym.st_value.get(LE));
     let orig_tpoff = orig_tls.tpoff(orig_value);
@@ -337,5 +366,5 @@ fn check_tpoff(ctx: &Ctx, sym: &Sym, name: &str) -> Result<()> {
             patch_tpoff,
         });
     }
-    Ok(())
+    Ok(true)
 }

@@ -42,13 +42,28 @@ pub fn strip(input: &[u8]) -> Result<Vec<u8>> {
     relayout(&img)
 }
 
-/// Whether some section that should have no bytes has them again. binutils
+/// Where a section's bytes must start in the file: LibCare's loader maps
+/// the whole `.kpatch` file at a page boundary and uses each section where
+/// it lies, behind the 688-byte header, so the alignment has to hold for
+/// the offset plus the header, not the offset alone.
+fn place(after: u64, align: u64) -> u64 {
+    let header = kpatch_file::HEADER_SIZE as u64;
+    align_up(after + header, align.min(4096)) - header
+}
+
+/// Whether some section that should have no bytes has them again (binutils
 /// `strip` recreates a `.rela.X` section it sees as `SHT_RELA` (by name)
-/// with zeroed `R_X86_64_NONE` entries, and adds program headers back.
+/// with zeroed `R_X86_64_NONE` entries, and adds program headers back), or a
+/// kept section lies where `place` would not put it.
 pub(crate) fn needs_relayout(img: &Image) -> bool {
     img.header.e_phnum.get(LE) != 0
         || (1..img.sections.len()).any(|i| {
-            !keeps_bytes(img.name(i)) && img.sh_type(i) != elf::SHT_NOBITS && !is_dead_rela(img, i)
+            let keep = keeps_bytes(img.name(i));
+            let has_bytes = img.sh_type(i) != elf::SHT_NOBITS;
+            let off = img.sections[i].sh_offset.get(LE);
+            let align = img.sections[i].sh_addralign.get(LE);
+            (!keep && has_bytes && !is_dead_rela(img, i))
+                || (keep && has_bytes && img.size(i) != 0 && place(off, align) != off)
         })
 }
 
@@ -81,7 +96,7 @@ pub(crate) fn relayout(img: &Image) -> Result<Vec<u8>> {
         let keep = keeps_bytes(img.name(i));
         if keep && img.sh_type(i) != elf::SHT_NOBITS {
             let bytes = img.bytes(i)?;
-            let off = align_up(out.len() as u64, sh.sh_addralign.get(LE).min(4096));
+            let off = place(out.len() as u64, sh.sh_addralign.get(LE));
             out.resize(off as usize, 0);
             out.extend_from_slice(bytes);
             sh.sh_offset.set(LE, off);

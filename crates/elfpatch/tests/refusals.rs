@@ -97,7 +97,7 @@ fn undo_link_refuses_non_patch_and_leaves_it_alone() {
     let mut foo = read(dir.path(), "foo");
     let before = foo.clone();
     assert!(matches!(
-        elfpatch::undo_link(&mut foo),
+        elfpatch::undo_link(&mut foo, None),
         Err(Error::NoKpatchSections)
     ));
     assert_eq!(foo, before);
@@ -120,12 +120,12 @@ fn kpatch_make_gate_wants_a_finished_patch() {
     let mut twice = done.clone();
     elfpatch::rel_fixup(&read(d, "foo"), &mut twice).unwrap();
     assert_eq!(twice, done);
-    elfpatch::undo_link(&mut done).unwrap();
+    elfpatch::undo_link(&mut done, Some(&read(d, "foo"))).unwrap();
     elfpatch::check_patch_elf(&done).unwrap();
     // Undoing twice changes nothing.
     let again = {
         let mut x = done.clone();
-        elfpatch::undo_link(&mut x).unwrap();
+        elfpatch::undo_link(&mut x, Some(&read(d, "foo"))).unwrap();
         x
     };
     assert_eq!(again, done);

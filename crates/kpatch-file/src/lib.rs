@@ -202,6 +202,18 @@ impl<'a> KpatchFile<'a> {
     }
 }
 
+/// Sets the jump table's offset in a header image (the applier writes it
+/// into the copy of the header it places in the patient, as LibCare does).
+pub fn set_jmp_offset(header: &mut [u8], offset: u32) {
+    header[JMP_OFFSET_OFF..JMP_OFFSET_OFF + 4].copy_from_slice(&offset.to_le_bytes());
+}
+
+/// Sets the patch level in a header image (a levelled storage says the
+/// level by its directory name, which wins over the file's own field).
+pub fn set_user_level(header: &mut [u8], level: u32) {
+    header[USER_LEVEL_OFF..USER_LEVEL_OFF + 4].copy_from_slice(&level.to_le_bytes());
+}
+
 /// What `kpatch_make` needs to know to wrap a patch ELF.
 #[derive(Debug, Clone, Default)]
 pub struct MakeOptions {

@@ -17,13 +17,14 @@ use clap::{ArgGroup, CommandFactory, Parser, error::ErrorKind};
 struct Cli {
     /// IN OUT: keep only .kpatch.* section bytes (others become NOBITS), and the
     /// patch code's unwind info as .kpatch.eh_frame
-    #[arg(long)]
+    #[arg(short = 's', long)]
     strip: bool,
     /// ORIG PATCH: fix relocations of PATCH in place, checking it against ORIG
-    #[arg(long = "rel-fixup")]
+    #[arg(short = 'r', long = "rel-fixup")]
     rel_fixup: bool,
-    /// [ORIG] PATCH: make addresses in PATCH section-relative, in place
-    #[arg(long = "undo-link")]
+    /// [ORIG] PATCH: make addresses in PATCH section-relative and give the
+    /// sections outside the patch ORIG's addresses, in place
+    #[arg(short = 'u', long = "undo-link")]
     undo_link: bool,
     /// FILE: print the GNU BuildID of FILE
     #[arg(long = "build-id")]
@@ -79,12 +80,19 @@ fn run(cli: &Cli) -> Result<()> {
         })?;
         write(patch, &patch_bytes)
     } else if cli.undo_link {
-        let patch = match f.as_slice() {
-            [patch] | [_, patch] => patch,
+        let (orig, patch) = match f.as_slice() {
+            [patch] => (None, patch),
+            [orig, patch] => (Some(read(orig)?), patch),
             _ => usage_error("--undo-link needs [ORIG] PATCH"),
         };
         let mut bytes = read(patch)?;
-        elfpatch::undo_link(&mut bytes).with_context(on(patch))?;
+        elfpatch::undo_link(&mut bytes, orig.as_deref()).with_context(on(patch))?;
+        if orig.is_none() {
+            eprintln!(
+                "kpatch_strip: warning: --undo-link without ORIG: sections outside the patch get address 0, \
+                 which LibCare's libcare-ctl cannot use (ours looks them up by name)"
+            );
+        }
         write(patch, &bytes)
     } else if cli.build_id {
         let [file] = f.as_slice() else {

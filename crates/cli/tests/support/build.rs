@@ -75,8 +75,24 @@ pub fn apply_fix(dir: &Path) {
     );
 }
 
+/// The order of the manual recipe's post-processing steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// The seed's: `--strip`, `--rel-fixup`, `strip --strip-unneeded`,
+    /// `--undo-link`.
+    Seed,
+    /// LibCare's makefiles': `--strip`, `strip --strip-unneeded`,
+    /// `--rel-fixup`, `--undo-link`.
+    LibCare,
+}
+
 /// The seed's "Manual Patch Creation", once per output of the case.
 pub fn build_by_recipe(case: &Case, flavour: Flavour) -> Built {
+    build_by_recipe_in(case, flavour, Order::Seed)
+}
+
+/// [`build_by_recipe`] with the post-processing steps in `order`.
+pub fn build_by_recipe_in(case: &Case, flavour: Flavour, order: Order) -> Built {
     let tmp = tempfile::Builder::new()
         .prefix(&format!("lc-{}-{}-recipe.", case.name, flavour.name))
         .tempdir()
@@ -153,7 +169,7 @@ pub fn build_by_recipe(case: &Case, flavour: Flavour) -> Built {
             let id = build_id(&original);
             let stripped = work.join(format!("{}.stripped", out.name));
             let kpatch = patches.join(format!("{id}.kpatch"));
-            strip_and_make(&original, &with_patch, &stripped, &id, &kpatch);
+            strip_and_make(&original, &with_patch, &stripped, &id, &kpatch, order);
             targets.push(id);
             last = Some(kpatch);
         }
@@ -178,14 +194,16 @@ pub fn build_by_recipe(case: &Case, flavour: Flavour) -> Built {
     }
 }
 
-/// kpatch_strip --strip, --rel-fixup, strip --strip-unneeded, --undo-link,
-/// kpatch_make: the seed's post-processing of a binary linked with -q.
+/// kpatch_strip --strip, --rel-fixup, strip --strip-unneeded, --undo-link
+/// (the middle two swapped in LibCare's order), kpatch_make: the seed's
+/// post-processing of a binary linked with -q.
 pub fn strip_and_make(
     original: &Path,
     with_patch: &Path,
     stripped: &Path,
     id: &str,
     kpatch: &Path,
+    order: Order,
 ) {
     run_ok(
         Command::new(tool("kpatch_strip"))
@@ -193,13 +211,27 @@ pub fn strip_and_make(
             .arg(with_patch)
             .arg(stripped),
     );
-    run_ok(
-        Command::new(tool("kpatch_strip"))
-            .arg("--rel-fixup")
-            .arg(original)
-            .arg(stripped),
-    );
-    run_ok(Command::new("strip").arg("--strip-unneeded").arg(stripped));
+    let rel_fixup = || {
+        run_ok(
+            Command::new(tool("kpatch_strip"))
+                .arg("--rel-fixup")
+                .arg(original)
+                .arg(stripped),
+        );
+    };
+    let strip_unneeded = || {
+        run_ok(Command::new("strip").arg("--strip-unneeded").arg(stripped));
+    };
+    match order {
+        Order::Seed => {
+            rel_fixup();
+            strip_unneeded();
+        }
+        Order::LibCare => {
+            strip_unneeded();
+            rel_fixup();
+        }
+    }
     run_ok(
         Command::new(tool("kpatch_strip"))
             .arg("--undo-link")

@@ -144,6 +144,44 @@ impl Patient {
         }
     }
 
+    /// Like [`Patient::wait_for`] for output that changes from line to line
+    /// (counters): reads until a line satisfies `want`; a line that
+    /// satisfies neither `want` nor `allowed` fails the test.
+    pub fn wait_until(
+        &mut self,
+        what: &str,
+        want: impl Fn(&str) -> bool,
+        allowed: impl Fn(&str) -> bool,
+    ) {
+        let deadline = Instant::now() + LINE_TIMEOUT;
+        loop {
+            let line = self.next_line(deadline);
+            if want(&line) {
+                return;
+            }
+            assert!(
+                allowed(&line),
+                "pid {}: unexpected line {line:?} while waiting for {what}\n{}",
+                self.pid(),
+                self.notes.join("\n")
+            );
+        }
+    }
+
+    /// The next `n` lines must all satisfy `want`.
+    pub fn expect_steady_by(&mut self, what: &str, n: usize, want: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + LINE_TIMEOUT;
+        for _ in 0..n {
+            let line = self.next_line(deadline);
+            assert!(
+                want(&line),
+                "pid {}: line {line:?} is not {what}; last lines: {:?}",
+                self.pid(),
+                self.tail()
+            );
+        }
+    }
+
     /// The next `n` lines must all be `want`.
     pub fn expect_steady(&mut self, want: &str, n: usize) {
         let deadline = Instant::now() + LINE_TIMEOUT;
