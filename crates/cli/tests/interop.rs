@@ -326,7 +326,8 @@ const LIBCARE_RELOCATIONS: &[u32] = &[
 /// the section's alignment); it finds the original's sections at the
 /// patch's `sh_addr` plus the load bias (so those must be the original's
 /// addresses); it resolves defined symbols as section address plus value,
-/// undefined ones only when they are functions or objects.
+/// undefined ones only when they are functions or objects; it reads the
+/// entries of an applied patch back until a zero one.
 fn assert_libcare_loadable(kpatch: &Path, original: &Path) {
     let file = std::fs::read(kpatch).unwrap();
     let k = kpatch_file::KpatchFile::parse(&file).unwrap();
@@ -366,6 +367,15 @@ fn assert_libcare_loadable(kpatch: &Path, original: &Path) {
                 );
             }
         } else if name.starts_with(b".kpatch") {
+            if name == b".kpatch.info" {
+                // LibCare's libcare-ctl reads an applied patch's entries
+                // back until daddr, saddr, dlen and slen are all zero.
+                let bytes = sh.data(LE, data).unwrap();
+                assert!(
+                    bytes.len() >= 24 && bytes[bytes.len() - 24..].iter().all(|&b| b == 0),
+                    "{what}: .kpatch.info has no terminator"
+                );
+            }
             assert_eq!(
                 (kpatch_file::HEADER_SIZE as u64 + sh.sh_offset(LE)) % align,
                 0,

@@ -39,7 +39,30 @@ pub fn strip(input: &[u8]) -> Result<Vec<u8>> {
     img.require_patch_sections()?;
     img.symtab()?;
     patch_cfi::keep_patch_cfi(&mut img)?;
+    terminate_info(&mut img)?;
     relayout(&img)
+}
+
+/// How many zero bytes end `.kpatch.info`: the part of an entry (daddr,
+/// saddr, dlen, slen) that LibCare's reader checks for the end of the
+/// list. Its libcare-ctl reads the entries of an applied patch back from
+/// the patient until it meets them, so without them it runs past the last
+/// entry into whatever follows; its own `--strip` appends the same.
+pub const INFO_TERMINATOR: usize = 24;
+
+/// Appends the terminator to `.kpatch.info` unless the section already
+/// ends inside an entry (a file stripped before).
+fn terminate_info(img: &mut Image) -> Result<()> {
+    let Some(info) = img.section_by_name(".kpatch.info") else {
+        return Ok(());
+    };
+    let mut bytes = img.bytes(info)?.to_vec();
+    if bytes.len() % kpatch_file::INFO_ENTRY_SIZE != 0 {
+        return Ok(());
+    }
+    bytes.resize(bytes.len() + INFO_TERMINATOR, 0);
+    img.set_contents(info, &bytes);
+    Ok(())
 }
 
 /// Where a section's bytes must start in the file: LibCare's loader maps
