@@ -553,3 +553,66 @@ fn libcare_shape_patch_levels_told_by_the_storage() {
     patient.wait_for(v0, &[v2]);
     patient.expect_steady(v0, 3);
 }
+
+// ---- coroutines ----------------------------------------------------------
+
+/// A copy of `case` whose fix is `diff` (one of its other diffs).
+fn with_fix(case: &Case, diff: &str, dir: &Path) -> Case {
+    case.copy_to(dir);
+    std::fs::rename(dir.join(diff), dir.join("fix.diff")).unwrap();
+    Case {
+        dir: dir.to_path_buf(),
+        ..case.clone()
+    }
+}
+
+/// A function no coroutine is suspended in is patched as usual in a
+/// program whose coroutines switch by jmp_buf (QEMU's shape) and by
+/// ucontext; the two functions they are suspended in are refused by name,
+/// with the patient untouched (LibCare refuses such programs outright when
+/// it cannot find their coroutines).
+#[test]
+fn coroutine_stacks_are_checked_too() {
+    let case = Case::load("lc_coro");
+    // No -g: the refused fixes are built in other directories and must
+    // target the same binary (same BuildID).
+    let built = build_by_recipe_in(&case, Flavour::PIE_O0, Order::Seed);
+    patch_and_unpatch(&case, &built);
+    patch_and_unpatch(
+        &case,
+        &build_by_recipe_in(&case, Flavour::PIE_O2_G, Order::Seed),
+    );
+
+    let tmp = tempfile::Builder::new()
+        .prefix("lc-coro.")
+        .tempdir()
+        .unwrap();
+    let mut patient = Patient::start(&built);
+    patient.wait_for(&case.before, &[]);
+    let pid = patient.pid();
+    let snap = snapshot(pid);
+    for (diff, function, kind) in [
+        ("fix_a.diff", "body_a", "jmp_buf"),
+        ("fix_b.diff", "body_b", "ucontext"),
+    ] {
+        let dir = tmp.path().join(diff);
+        let other = with_fix(&case, diff, &dir);
+        let other = build_by_recipe_in(&other, Flavour::PIE_O0, Order::Seed);
+        let patch = &other.patch;
+        let out = ctl(&[
+            "patch",
+            "--timeout",
+            "0.3",
+            "-p",
+            &pid.to_string(),
+            patch.to_str().unwrap(),
+        ]);
+        refused(
+            &out,
+            &format!("`{function}` is suspended on a coroutine stack ({kind} at"),
+        );
+        patient.expect_steady(&case.before, 2);
+        assert_eq!(snapshot(pid), snap, "{diff}: the patient changed");
+    }
+    assert!(patient.alive());
+}

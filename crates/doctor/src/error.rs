@@ -111,6 +111,23 @@ pub enum Error {
         place: String,
         why: String,
     },
+    #[error(
+        "unsafe to switch: `{function}` is suspended on a coroutine stack ({kind} at {at:#x}: {detail}); patient untouched"
+    )]
+    Suspended {
+        function: String,
+        kind: &'static str,
+        at: u64,
+        detail: String,
+    },
+    #[error(
+        "process {pid} switches stacks (`makecontext` in {object}) but its coroutines cannot be found: {why}; patient untouched"
+    )]
+    Coroutines {
+        pid: i32,
+        object: String,
+        why: String,
+    },
     #[error("interrupted by {signal} while waiting for {waiting_for}; patient untouched")]
     Interrupted { signal: String, waiting_for: String },
     #[error("patient {pid}: applied patch record at {addr:#x} is corrupt: {why}")]

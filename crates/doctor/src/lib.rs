@@ -11,8 +11,8 @@
 //! `patch` (the file) -> `layout`/`region` (where it goes) -> `resolve` ->
 //! `relocate` (with `jump_table`) -> `patch_frames` (the patch code's
 //! unwind table, for our stack walk and the patient's own unwinder) ->
-//! `safety` (with `unwind`, and `stack_scan` for code without unwind
-//! tables) -> `hunk` -> `record` (what we leave behind for `unpatch`/
+//! `safety` (with `unwind`, `stack_scan` for code without unwind
+//! tables, and `coroutines` for stacks no thread is on) -> `hunk` -> `record` (what we leave behind for `unpatch`/
 //! `info`); `apply` and `unpatch` drive the flow, `undo_log` takes back
 //! every write when a step after the first write fails.
 //!
@@ -22,6 +22,7 @@
 //! side). `unsafe` lives in `ptrace` alone.
 
 pub mod apply;
+mod coroutines;
 pub mod error;
 pub mod hunk;
 pub mod info;

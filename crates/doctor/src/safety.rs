@@ -9,6 +9,7 @@
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
+use crate::coroutines;
 use crate::error::{Error, Result};
 use crate::maps::{self, Mapping};
 use crate::object::LoadedObject;
@@ -28,6 +29,9 @@ pub struct Busy {
 pub struct Checker {
     tables: Tables,
     memory: Option<ProcessMemory>,
+    /// The object that makes the patient switch stacks itself, if any:
+    /// then suspended coroutines are searched too (see `coroutines`).
+    stack_maker: Option<String>,
 }
 
 const MAX_FRAMES: usize = 4096;
@@ -48,7 +52,15 @@ impl Checker {
         {
             tracing::debug!("no unwind tables for the vDSO: {e}");
         }
-        Checker { tables, memory }
+        let stack_maker = coroutines::stack_maker(objects);
+        if let Some(o) = &stack_maker {
+            tracing::debug!("{o} uses makecontext: suspended coroutines are searched too");
+        }
+        Checker {
+            tables,
+            memory,
+            stack_maker,
+        }
     }
 
     /// Adds a patch region's code, described by its relocated
@@ -87,6 +99,8 @@ impl Checker {
                     detail: "cannot read the patient's memory".into(),
                     return_to: None,
                     unwalkable: None,
+                    suspended: None,
+                    unsearchable: None,
                 });
                 continue;
             };
@@ -113,6 +127,8 @@ impl Checker {
                         },
                         return_to,
                         unwalkable: None,
+                        suspended: None,
+                        unsearchable: None,
                     });
                 }
                 Err(e) => {
@@ -138,11 +154,66 @@ impl Checker {
                         detail: e.to_string(),
                         return_to: stack_scan::return_out_of_busy(held, &maps, t.regs.rsp, &opaque),
                         unwalkable: Some((pc, place(&maps, pc))),
+                        suspended: None,
+                        unsearchable: None,
                     });
                 }
             }
         }
+        if out.is_empty()
+            && let (Some(maker), Some(mem)) = (&self.stack_maker, &self.memory)
+        {
+            out.extend(self.coroutine_blocker(held, mem, maker, busy));
+        }
         out
+    }
+
+    /// A coroutine suspended in a busy function, or the refusal when the
+    /// coroutines cannot be searched.
+    fn coroutine_blocker(
+        &self,
+        held: &Held,
+        mem: &ProcessMemory,
+        maker: &str,
+        busy: &[Busy],
+    ) -> Option<Blocker> {
+        let t = std::time::Instant::now();
+        let maps = maps::read(held.pid()).unwrap_or_default();
+        let found = coroutines::find(held, mem, &maps).map(|contexts| {
+            tracing::debug!(
+                contexts = contexts.len(),
+                us = t.elapsed().as_micros() as u64,
+                "suspended contexts searched"
+            );
+            coroutines::suspended_in(&contexts, mem, &self.tables, busy)
+        });
+        match found {
+            Ok(None) => None,
+            Ok(Some(s)) => Some(Blocker {
+                tid: held.pid(),
+                function: s.function.clone(),
+                detail: format!("suspended on a coroutine stack, {}", s.detail),
+                return_to: None,
+                unwalkable: None,
+                suspended: Some(s),
+                unsearchable: None,
+            }),
+            Err(e) => {
+                let why = match e {
+                    Error::Coroutines { why, .. } => why,
+                    e => e.to_string(),
+                };
+                Some(Blocker {
+                    tid: held.pid(),
+                    function: String::new(),
+                    detail: why.clone(),
+                    return_to: None,
+                    unwalkable: None,
+                    suspended: None,
+                    unsearchable: Some((maker.to_string(), why)),
+                })
+            }
+        }
     }
 
     /// The first blocker, as (thread, function, detail); the function is
@@ -167,7 +238,7 @@ impl Checker {
                 return Ok(());
             };
             let now = Instant::now();
-            if now >= deadline {
+            if now >= deadline || first.unsearchable.is_some() {
                 return Err(first.refusal());
             }
             if let Some(sig) = crate::ptrace::termination_pending() {
@@ -220,10 +291,19 @@ pub struct Blocker {
     /// Set when its stack could not be walked: the pc where the walk
     /// stopped, and that pc as `object+offset`.
     pub unwalkable: Option<(u64, String)>,
+    /// Set for a busy function suspended on a coroutine stack (`tid` is
+    /// then the process).
+    pub suspended: Option<coroutines::SuspendedIn>,
+    /// Set when the patient switches stacks and its coroutines cannot be
+    /// searched: the object that makes stacks, and why (a refusal at once).
+    pub unsearchable: Option<(String, String)>,
 }
 
 impl Blocker {
     fn waiting_for(&self) -> String {
+        if self.suspended.is_some() {
+            return format!("the coroutine suspended in `{}` to go on", self.function);
+        }
         match &self.unwalkable {
             Some((pc, place)) => format!(
                 "the stack of thread {} to be walkable (pc {pc:#x}, {place})",
@@ -234,6 +314,21 @@ impl Blocker {
     }
 
     fn refusal(&self) -> Error {
+        if let Some((object, why)) = &self.unsearchable {
+            return Error::Coroutines {
+                pid: self.tid,
+                object: object.clone(),
+                why: why.clone(),
+            };
+        }
+        if let Some(s) = &self.suspended {
+            return Error::Suspended {
+                function: s.function.clone(),
+                kind: s.context.kind,
+                at: s.context.at,
+                detail: s.detail.clone(),
+            };
+        }
         match &self.unwalkable {
             Some((pc, place)) => Error::Unwalkable {
                 tid: self.tid,

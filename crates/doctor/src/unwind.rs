@@ -146,9 +146,34 @@ pub fn unwind(
     tables: &Tables,
     max_frames: usize,
 ) -> Result<Vec<Frame>, UnwindError> {
+    let mut frames = Vec::new();
+    walk(regs, memory, tables, max_frames, &mut frames)?;
+    Ok(frames)
+}
+
+/// [`unwind`] that keeps the frames walked before a failure: what a caller
+/// may still use when it must judge a stack it cannot walk to the end (a
+/// suspended coroutine whose outer code has no unwind tables).
+pub fn unwind_partial(
+    regs: &Registers,
+    memory: &dyn Memory,
+    tables: &Tables,
+    max_frames: usize,
+) -> (Vec<Frame>, Option<UnwindError>) {
+    let mut frames = Vec::new();
+    let failure = walk(regs, memory, tables, max_frames, &mut frames).err();
+    (frames, failure)
+}
+
+fn walk(
+    regs: &Registers,
+    memory: &dyn Memory,
+    tables: &Tables,
+    max_frames: usize,
+    frames: &mut Vec<Frame>,
+) -> Result<(), UnwindError> {
     let memory = PageCache::new(memory);
     let mut ctx = UnwindContext::new();
-    let mut frames = Vec::new();
     let mut current = RegisterFile::from(regs);
     let mut kind = FrameKind::Top;
     loop {
@@ -192,7 +217,7 @@ pub fn unwind(
             frames.push(frame);
             kind = FrameKind::Interrupted;
             if current.pc() == Some(0) {
-                return Ok(frames);
+                return Ok(());
             }
             continue;
         }
@@ -206,11 +231,15 @@ pub fn unwind(
             match clone_return(tables, &memory, pc, &current) {
                 Some(CloneReturn::Child) => {
                     frames.push(frame);
-                    return Ok(frames);
+                    return Ok(());
                 }
                 Some(CloneReturn::Parent) => lookup_pc = pc - CLONE_RETURN_BACK,
                 None => {}
             }
+        }
+        if kind == FrameKind::Call && returns_to_start_context(tables, &memory, pc) {
+            frames.push(frame);
+            return Ok(());
         }
         let (table, fde) = match tables.lookup(lookup_pc) {
             Lookup::Unknown => {
@@ -221,7 +250,7 @@ pub fn unwind(
             }
             Lookup::Known { object, fde: None } if object.in_entry_without_cfi(lookup_pc) => {
                 frames.push(frame);
-                return Ok(frames);
+                return Ok(());
             }
             Lookup::Known { object, fde: None } => {
                 return Err(UnwindError::NoFde {
@@ -239,7 +268,7 @@ pub fn unwind(
             Ok(step) => step,
             Err(CfiError::NotCovered) if table.in_entry_without_cfi(lookup_pc) => {
                 frames.push(frame);
-                return Ok(frames);
+                return Ok(());
             }
             Err(CfiError::NotCovered) => {
                 return Err(UnwindError::NoFde {
@@ -260,10 +289,10 @@ pub fn unwind(
         frame.cfa = Some(step.cfa);
         frames.push(frame);
         let Some(caller) = step.caller else {
-            return Ok(frames);
+            return Ok(());
         };
         match caller.pc() {
-            Some(0) => return Ok(frames),
+            Some(0) => return Ok(()),
             Some(_) => {}
             None => {
                 return Err(UnwindError::Cfi {
@@ -305,6 +334,30 @@ fn name(object: &Option<Arc<str>>) -> Arc<str> {
     object
         .clone()
         .unwrap_or_else(|| Arc::from("anonymous memory"))
+}
+
+/// The first instructions of glibc's x86-64 `__start_context`, where the
+/// entry function of a stack made by `makecontext` returns:
+/// `mov %rbx,%rsp; mov (%rsp),%rdi; test %rdi,%rdi`.
+const START_CONTEXT: [u8; 10] = [0x48, 0x89, 0xdc, 0x48, 0x8b, 0x3c, 0x24, 0x48, 0x85, 0xff];
+const ENDBR64: [u8; 4] = [0xf3, 0x0f, 0x1e, 0xfa];
+
+/// Whether a frame returns to `__start_context`: the outermost frame of a
+/// coroutine stack. makecontext puts that routine's own address as the
+/// return address, so the usual lookup at `pc - 1` lands before it, in no
+/// FDE; the routine never returns to anything either. Recognised by its
+/// code where the return address has no unwind row.
+fn returns_to_start_context(tables: &Tables, memory: &dyn Memory, pc: u64) -> bool {
+    if let Lookup::Known { object, .. } = tables.lookup(pc.wrapping_sub(1))
+        && object.covered(pc.wrapping_sub(1))
+    {
+        return false;
+    }
+    let mut code = [0u8; 14];
+    if memory.read(pc, &mut code).is_err() {
+        return false;
+    }
+    code[..10] == START_CONTEXT || (code[..4] == ENDBR64 && code[4..] == START_CONTEXT)
 }
 
 /// `syscall`, then `test %rax,%rax`: the return of glibc's `clone` and

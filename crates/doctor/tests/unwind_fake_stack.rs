@@ -348,3 +348,41 @@ fn a_return_address_just_past_the_trampoline_start_is_not_a_signal_frame() {
     let err = unwind(&regs(MAIN + 1, sp), &mem, &tables(), 16).unwrap_err();
     assert!(matches!(err, UnwindError::NoFde { frame: 1, .. }), "{err}");
 }
+
+/// glibc's `__start_context`: where the entry function of a stack made by
+/// makecontext returns. It has no unwind row before it (the usual lookup at
+/// pc - 1), so it is recognised by its code and ends the walk; other code
+/// there stays an error, and the frames up to it are kept for a caller
+/// that must judge a stack it cannot walk to the end.
+#[test]
+fn a_coroutine_stack_ends_at_start_context() {
+    const START: u64 = 0x1150;
+    let code: [u8; 14] = [
+        0x48, 0x89, 0xdc, 0x48, 0x8b, 0x3c, 0x24, 0x48, 0x85, 0xff, 0x74, 0x08, 0xe8, 0x00,
+    ];
+    let sp = STACK + 0x100;
+    for (bytes, ends) in [(code, true), ([0x90; 14], false)] {
+        let mut mem = memory();
+        mem.0.push((START, bytes.to_vec()));
+        mem.put_u64(sp, START); // main's return, as makecontext sets it
+        let walked = unwind(&regs(MAIN + 3, sp), &mem, &tables(), 16);
+        let (frames, failure) =
+            doctor::unwind::unwind_partial(&regs(MAIN + 3, sp), &mem, &tables(), 16);
+        assert_eq!(frames.iter().map(|f| f.pc).collect::<Vec<_>>()[0], MAIN + 3);
+        if ends {
+            let frames = walked.unwrap();
+            assert_eq!(
+                frames.iter().map(|f| f.pc).collect::<Vec<_>>(),
+                [MAIN + 3, START]
+            );
+            assert!(failure.is_none());
+        } else {
+            assert!(
+                matches!(walked, Err(UnwindError::NoFde { .. })),
+                "{walked:?}"
+            );
+            assert!(failure.is_some());
+            assert_eq!(frames.len(), 1, "main's frame kept");
+        }
+    }
+}
