@@ -463,5 +463,13 @@ fn patched_functions(installed: &Path, patch_elf: &Path) -> Result<Vec<String>> 
             f.dlen
         );
     }
-    Ok(functions.into_iter().map(|f| f.name).collect())
+    // Named as in the original binary: the `.kpatch` suffix is the new
+    // body's name, not the function's.
+    Ok(functions
+        .into_iter()
+        .map(|f| match f.name.strip_suffix(".kpatch") {
+            Some(name) => name.to_string(),
+            None => f.name,
+        })
+        .collect())
 }

@@ -299,10 +299,14 @@ fn failure(
 ) -> String {
     let lines: Vec<&str> = section.lines().skip(1).collect();
     let file = lines.iter().find_map(|l| error_file(l));
+    let target = lines.iter().find_map(|l| failed_target(l));
     let tail = &lines[lines.len().saturating_sub(QUOTED_LINES)..];
     let mut msg = format!("{title} failed: {line} ({status})");
     if let Some(file) = file {
         msg.push_str(&format!("; first error in {file}"));
+    }
+    if let Some(target) = target {
+        msg.push_str(&format!("; while making {target}"));
     }
     msg.push_str(&format!(
         "\nlast lines of the build log (all of it in {}):",
@@ -315,16 +319,32 @@ fn failure(
     msg
 }
 
-/// `src/foo.c:12:3: error: ...` -> `src/foo.c`; also `libcare-cc:` and
-/// `kpatch_gensrc` lines, which name the file after the tool.
+/// `src/foo.c:12:3: error: ...` -> `src/foo.c`: the compiler's own
+/// `FILE:LINE:` form, so that `collect2: error:` names no file.
 fn error_file(line: &str) -> Option<String> {
     let (head, rest) = line.split_once(": ")?;
     let is_error = rest.starts_with("error") || rest.starts_with("fatal error");
     if !is_error {
         return None;
     }
-    let file = head.split(':').next()?;
-    (!file.is_empty() && !file.contains(' ')).then(|| file.to_string())
+    let mut parts = head.split(':');
+    let file = parts.next()?;
+    let at_line = parts.next()?;
+    let numbered = !at_line.is_empty() && at_line.bytes().all(|b| b.is_ascii_digit());
+    (numbered && !file.is_empty() && !file.contains(' ')).then(|| file.to_string())
+}
+
+/// The target make or ninja was making when it failed (a link has no
+/// source line to name): `make: *** [Makefile:379: redis-server] Error 1`
+/// or `FAILED: hello`.
+fn failed_target(line: &str) -> Option<String> {
+    if let Some(t) = line.strip_prefix("FAILED: ") {
+        return Some(t.trim().to_string());
+    }
+    let (_, rest) = line.split_once("*** [")?;
+    let (inside, _) = rest.split_once("] Error")?;
+    let target = inside.rsplit(": ").next()?;
+    Some(target.to_string())
 }
 
 #[cfg(test)]
@@ -343,6 +363,15 @@ mod tests {
         );
         assert_eq!(error_file("foo.c:3:1: warning: unused"), None);
         assert_eq!(error_file("make: *** [Makefile:3: all] Error 1"), None);
+        assert_eq!(
+            error_file("collect2: error: ld returned 1 exit status"),
+            None
+        );
+        assert_eq!(
+            failed_target("make[1]: *** [Makefile:379: redis-server] Error 1").as_deref(),
+            Some("redis-server")
+        );
+        assert_eq!(failed_target("FAILED: hello").as_deref(), Some("hello"));
     }
 
     #[test]
