@@ -947,3 +947,64 @@ fn patch_make_warns_about_a_function_shorter_than_the_jump() {
         "{warning}"
     );
 }
+
+/// One source compiled twice into one directory under different object
+/// names (static `b.o`, shared `b.os` with `-DSHARED`, as glibc does): each
+/// keeps its own original assembly, so the patched stage of the unchanged
+/// source compares like with like and adds no patch section.
+#[test]
+fn libcare_cc_keeps_one_original_per_object_name() {
+    let tmp = scratch("object-names");
+    write_sources(tmp.path());
+    std::fs::write(
+        tmp.path().join("src/b.c"),
+        "#ifdef SHARED\nint mode = 2;\n#else\nint mode = 1;\n#endif\nint b(void) { return 42 + mode; }\n",
+    )
+    .unwrap();
+    let static_o: &[&str] = &["-O2", "-c", "src/b.c", "-o", "b.o"];
+    let shared_o: &[&str] = &["-O2", "-DSHARED", "-fPIC", "-c", "src/b.c", "-o", "b.os"];
+    for stage in ["original", "patched"] {
+        for argv in [static_o, shared_o] {
+            let out = cc(tmp.path(), Some(stage), argv);
+            assert!(
+                out.status.success(),
+                "{stage} {argv:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    assert!(tmp.path().join(".kpatch_b.original.s").exists());
+    assert!(tmp.path().join(".kpatch_b.os.original.s").exists());
+    for object in ["b.o", "b.os"] {
+        assert!(!has_section(&tmp.path().join(object), ".kpatch.info"));
+    }
+}
+
+/// Objects built with gcov counters (`make all` of memcached builds such a
+/// `memcached-debug`) are compiled as is in both stages: an unchanged file
+/// builds and yields no patch, and `KPATCH_STAGE=configure` is a plain
+/// compiler, as LibCare documents for configure runs.
+#[test]
+fn libcare_cc_compiles_instrumented_objects_as_is() {
+    let tmp = scratch("gcov");
+    write_sources(tmp.path());
+    let argv: &[&str] = &[
+        "-O2",
+        "-fprofile-arcs",
+        "-ftest-coverage",
+        "-c",
+        "src/b.c",
+        "-o",
+        "b-debug.o",
+    ];
+    for stage in ["configure", "original", "patched"] {
+        let out = cc(tmp.path(), Some(stage), argv);
+        assert!(
+            out.status.success(),
+            "{stage}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(!tmp.path().join(".kpatch_b-debug.original.s").exists());
+    assert!(!has_section(&tmp.path().join("b-debug.o"), ".kpatch.info"));
+}
