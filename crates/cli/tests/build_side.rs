@@ -546,8 +546,10 @@ fn patch_make_rebuilds_objects_of_a_changed_header() {
     );
 }
 
+/// `install -s` drops the symbols a patch is made from; the patch is made
+/// from the unstripped files of the build tree with the same BuildIDs.
 #[test]
-fn patch_make_refuses_binaries_stripped_by_make_install() {
+fn patch_make_takes_binaries_stripped_by_make_install_from_the_build_tree() {
     let case = Case::load("seed");
     let tmp = scratch("patch-make-stripped");
     let proj = tmp.path().join("proj");
@@ -559,13 +561,132 @@ fn patch_make_refuses_binaries_stripped_by_make_install() {
     )
     .unwrap();
     let out = patch_make(&proj, "-O0", &["--clean", "fix.diff"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("install without -s"), "{err}");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let installed = proj.join("lpmake/usr/bin/foo");
+    assert!(!has_section(&installed, ".symtab"));
+    let id = build_id(&installed);
+    assert!(proj.join("patchroot").join(format!("{id}.kpatch")).exists());
     assert_eq!(
         std::fs::read(case.dir.join("foo.c")).unwrap(),
         std::fs::read(proj.join("foo.c")).unwrap()
     );
+}
+
+/// LibCare's environment: the three directories, an `lpmakefile` that wins
+/// over the Makefile, `IS_LIBCARE_CC=y` for the build to see, and the
+/// caller's `MAKEFLAGS` (here a dry run) not passed on. Then `-u` remakes
+/// the patch from those installs without building.
+#[test]
+fn patch_make_follows_libcare_environment_and_update() {
+    let case = Case::load("seed");
+    let tmp = scratch("patch-make-env");
+    let proj = tmp.path().join("proj");
+    case.copy_to(&proj);
+    let makefile = std::fs::read_to_string(proj.join("Makefile")).unwrap();
+    std::fs::write(
+        proj.join("lpmakefile"),
+        format!("ifneq ($(IS_LIBCARE_CC),y)\n$(error IS_LIBCARE_CC is not y)\nendif\n{makefile}"),
+    )
+    .unwrap();
+    std::fs::write(proj.join("Makefile"), "all install clean:\n\tfalse\n").unwrap();
+    let dirs = ["orig", "patched", "root"].map(|d| tmp.path().join(d));
+    let run = |args: &[&str]| {
+        let out = Command::new(tool("libcare-patch-make"))
+            .current_dir(&proj)
+            .args(args)
+            .env("CFLAGS", "-O0")
+            .env("MAKEFLAGS", "n")
+            .env("MAKELEVEL", "3")
+            .env("LPMAKE_ORIGINAL_DIR", &dirs[0])
+            .env("LPMAKE_PATCHED_DIR", &dirs[1])
+            .env("LPMAKE_PATCHROOT", &dirs[2])
+            .env_remove("KPATCH_STAGE")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run(&["-c", "fix.diff"]);
+    let id = build_id(&dirs[0].join("usr/bin/foo"));
+    assert!(dirs[1].join("usr/bin/foo").exists());
+    let kpatch = dirs[2].join(format!("{id}.kpatch"));
+    assert!(kpatch.exists());
+    std::fs::remove_file(&kpatch).unwrap();
+    let stdout = run(&["-u"]);
+    assert!(kpatch.exists(), "{stdout}");
+    assert!(!stdout.contains("original build"), "{stdout}");
+}
+
+/// Ctrl-C in the middle of the patched build: the build is stopped, the
+/// source patches are reverted and the run fails.
+#[test]
+fn patch_make_interrupted_during_the_build_restores_the_tree() {
+    let case = Case::load("seed");
+    let tmp = scratch("patch-make-ctrl-c");
+    let proj = tmp.path().join("proj");
+    case.copy_to(&proj);
+    let makefile = std::fs::read_to_string(proj.join("Makefile")).unwrap();
+    std::fs::write(
+        proj.join("Makefile"),
+        makefile.replace(
+            "foo.o: foo.c\n",
+            "foo.o: foo.c\n\tif [ \"$$KPATCH_STAGE\" = patched ]; then sleep 60; fi\n",
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(tool("libcare-patch-make"))
+        .current_dir(&proj)
+        .args(["--clean", "fix.diff"])
+        .env("CFLAGS", "-O0")
+        .env_remove("KPATCH_STAGE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let stdout = child.stdout.take().unwrap();
+    // Read on a thread to the end: the tool keeps printing after the signal.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = String::new();
+    while let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(60)) {
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("patched build") {
+            break;
+        }
+    }
+    assert!(seen.contains("patched build"), "{seen}");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(proj.join(".libcare-patch-make.applied").exists());
+    let started = std::time::Instant::now();
+    run_ok(Command::new("kill").args(["-INT", &pid]));
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "the build was not stopped"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("interrupted"), "{err}");
+    std::fs::remove_file(proj.join("Makefile")).unwrap();
+    std::fs::write(proj.join("Makefile"), makefile).unwrap();
+    assert_sources_untouched(&case, &proj);
 }
 
 /// Two patches, the second on top of the first, with the project, the
@@ -588,9 +709,9 @@ fn patch_make_applies_several_patches_in_order_and_reverts_them_all() {
     std::fs::write(diffs.join("more.diff"), more).unwrap();
     std::fs::write(diffs.join("fix.diff"), fix).unwrap();
     let out = Command::new(tool("libcare-patch-make"))
-        .current_dir(tmp.path())
-        .args(["--clean", "-C", "proj", "--lpmake", "orig", "-d", "out"])
-        .args(["diffs/fix.diff", "diffs/more.diff"])
+        .current_dir(&proj)
+        .args(["--clean", "--lpmake", "../orig", "--patchroot", "../out"])
+        .args(["../diffs/fix.diff", "../diffs/more.diff"])
         .env("CFLAGS", "-O0")
         .output()
         .unwrap();
@@ -683,6 +804,10 @@ fn patch_make_reverts_the_tree_when_the_patched_build_fails() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("KPATCH_STAGE=patched"), "{err}");
+    // Which file, the compiler's own words, and where the whole log is.
+    assert!(err.contains("first error in foo.c"), "{err}");
+    assert!(err.contains("  | "), "{err}");
+    assert!(err.contains(".lpmaketmp/build.log"), "{err}");
     std::fs::remove_file(proj.join("broken.diff")).unwrap();
     assert_sources_untouched(&case, &proj);
     assert!(!proj.join("patchroot").exists());
@@ -821,4 +946,65 @@ fn patch_make_warns_about_a_function_shorter_than_the_jump() {
         warning.contains("same") && warning.contains("3 byte(s)"),
         "{warning}"
     );
+}
+
+/// One source compiled twice into one directory under different object
+/// names (static `b.o`, shared `b.os` with `-DSHARED`, as glibc does): each
+/// keeps its own original assembly, so the patched stage of the unchanged
+/// source compares like with like and adds no patch section.
+#[test]
+fn libcare_cc_keeps_one_original_per_object_name() {
+    let tmp = scratch("object-names");
+    write_sources(tmp.path());
+    std::fs::write(
+        tmp.path().join("src/b.c"),
+        "#ifdef SHARED\nint mode = 2;\n#else\nint mode = 1;\n#endif\nint b(void) { return 42 + mode; }\n",
+    )
+    .unwrap();
+    let static_o: &[&str] = &["-O2", "-c", "src/b.c", "-o", "b.o"];
+    let shared_o: &[&str] = &["-O2", "-DSHARED", "-fPIC", "-c", "src/b.c", "-o", "b.os"];
+    for stage in ["original", "patched"] {
+        for argv in [static_o, shared_o] {
+            let out = cc(tmp.path(), Some(stage), argv);
+            assert!(
+                out.status.success(),
+                "{stage} {argv:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    assert!(tmp.path().join(".kpatch_b.original.s").exists());
+    assert!(tmp.path().join(".kpatch_b.os.original.s").exists());
+    for object in ["b.o", "b.os"] {
+        assert!(!has_section(&tmp.path().join(object), ".kpatch.info"));
+    }
+}
+
+/// Objects built with gcov counters (`make all` of memcached builds such a
+/// `memcached-debug`) are compiled as is in both stages: an unchanged file
+/// builds and yields no patch, and `KPATCH_STAGE=configure` is a plain
+/// compiler, as LibCare documents for configure runs.
+#[test]
+fn libcare_cc_compiles_instrumented_objects_as_is() {
+    let tmp = scratch("gcov");
+    write_sources(tmp.path());
+    let argv: &[&str] = &[
+        "-O2",
+        "-fprofile-arcs",
+        "-ftest-coverage",
+        "-c",
+        "src/b.c",
+        "-o",
+        "b-debug.o",
+    ];
+    for stage in ["configure", "original", "patched"] {
+        let out = cc(tmp.path(), Some(stage), argv);
+        assert!(
+            out.status.success(),
+            "{stage}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(!tmp.path().join(".kpatch_b-debug.original.s").exists());
+    assert!(!has_section(&tmp.path().join("b-debug.o"), ".kpatch.info"));
 }

@@ -221,7 +221,7 @@ fn levels(tmp: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::Pat
         let out = tmp.join(format!("level{level}"));
         support::run_ok(
             Command::new(support::tool("libcare-patch-make"))
-                .args(["--clean", "-i", level, "-d"])
+                .args(["--clean", "-i", level, "--patchroot"])
                 .arg(&out)
                 .arg(diff)
                 .current_dir(&proj)

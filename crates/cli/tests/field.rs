@@ -193,7 +193,7 @@ fn patch_levels_in_storage() {
         let out = tmp.path().join(format!("level{level}"));
         run_ok(
             std::process::Command::new(tool("libcare-patch-make"))
-                .args(["--clean", "-i", level, "-d"])
+                .args(["--clean", "-i", level, "--patchroot"])
                 .arg(&out)
                 .arg(diff)
                 .current_dir(&proj)

@@ -38,8 +38,15 @@ pub struct RefusedVariable {
     pub patched_line: u32,
 }
 
+/// How many refused variables a message names: an instrumented or
+/// generated file can change hundreds at once, and a line that lists them
+/// all hides the first, which is the one to look at.
+const NAMED_AT_MOST: usize = 3;
+
 fn list(v: &[RefusedVariable]) -> String {
-    v.iter()
+    let mut text = v
+        .iter()
+        .take(NAMED_AT_MOST)
         .map(|r| {
             format!(
                 "variable `{}` changed ({}): original line {}, patched line {}",
@@ -47,7 +54,14 @@ fn list(v: &[RefusedVariable]) -> String {
             )
         })
         .collect::<Vec<_>>()
-        .join("; ")
+        .join("; ");
+    if v.len() > NAMED_AT_MOST {
+        text.push_str(&format!(
+            "; and {} more changed variable(s)",
+            v.len() - NAMED_AT_MOST
+        ));
+    }
+    text
 }
 
 /// "original line N", or that there is none (0: the block is new).
@@ -62,3 +76,27 @@ fn orig_at(line: u32) -> String {
 pub const VARIABLE_HINT: &str = "a live patch cannot change data that already exists in the \
     running process; keep the old variable and add a new one, or list the name with \
     --ignore-changes if the change is known to be safe";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_refusal_names_a_few_variables_and_counts_the_rest() {
+        let v: Vec<RefusedVariable> = (0..40)
+            .map(|i| RefusedVariable {
+                name: format!("__gcov0.f{i}"),
+                what: "size".into(),
+                orig_line: i,
+                patched_line: i,
+            })
+            .collect();
+        let msg = Error::VariablesChanged(v).to_string();
+        assert!(
+            msg.contains("__gcov0.f0") && msg.contains("__gcov0.f2"),
+            "{msg}"
+        );
+        assert!(!msg.contains("__gcov0.f3`"), "{msg}");
+        assert!(msg.contains("and 37 more"), "{msg}");
+    }
+}

@@ -14,8 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context as _, Result, bail};
-use cc::command_line::{CommandLine, Mode};
+use cc::command_line::{CommandLine, Language, Mode};
 use cc::plan::{Context, Plan, Stage, Step, plan};
+use cc::record;
 use cc::toolchain::{ACTIVE_MARK, gensrc_path, is_cxx_name, real_compiler, stage_from};
 
 const USAGE: &str = "\
@@ -24,9 +25,12 @@ usage: libcare-cc [gcc arguments...]
 A gcc drop-in for building live patches. Every argument goes to the real
 compiler unchanged; the environment selects what else happens:
 
-  KPATCH_STAGE   unset: plain compile; \"original\": keep .kpatch_<name>.original.s
-                 next to each object; \"patched\": compile through kpatch_gensrc
-                 against that file and link with -Wl,-q
+  KPATCH_STAGE   unset or \"configure\": plain compile; \"original\": keep
+                 .kpatch_<object>.original.s next to each object; \"patched\":
+                 compile through kpatch_gensrc against that file and link with
+                 -Wl,-q. Code built with -fprofile-arcs, --coverage or -pg is
+                 compiled as is in every stage (no patch from it)
+  LIBCARE_CC_RECORD  file to which each compiled source's path is appended
   KPATCH_CC      real C compiler (default gcc); KPATCH_CXX when invoked as
                  libcare-c++ (default g++)
   KPATCH_GENSRC  kpatch_gensrc to use (default: next to this executable)
@@ -65,6 +69,28 @@ fn run(argv0: &str, args: &[String]) -> Result<ExitCode> {
     };
 
     let cl = CommandLine::parse(args);
+    if cl.mode != Mode::Other
+        && let Some(record) = std::env::var_os(record::RECORD_VAR)
+    {
+        let sources: Vec<&str> = cl
+            .inputs()
+            .filter(|i| !matches!(i.language, Language::Other) && i.path != "-")
+            .map(|i| i.path.as_str())
+            .collect();
+        let cwd = std::env::current_dir().context("cannot read the current directory")?;
+        record::append(Path::new(&record), &cwd, &sources)
+            .with_context(|| format!("cannot append to {}", Path::new(&record).display()))?;
+    }
+    if let Some(flag) = cl.instrumented()
+        && stage == Stage::Patched
+        && cl.mode != Mode::Other
+        && cl.has_compiled_sources()
+    {
+        eprintln!(
+            "libcare-cc: note: {flag}: compiled as is, no patch is made from {}",
+            cl.output.as_deref().unwrap_or("this compile")
+        );
+    }
     if cl.lto() && cl.mode != Mode::Other {
         bail!(
             "-flto cannot be used in a patch build: the object's assembly is not the code \

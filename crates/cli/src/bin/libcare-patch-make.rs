@@ -1,64 +1,111 @@
-//! `libcare-patch-make`: the seed's everyday flow for a plain make project.
+//! `libcare-patch-make`: LibCare's everyday flow for a project built with
+//! make or ninja, with LibCare's interface.
 //!
-//! Builds the project with `libcare-cc` in the original stage, installs the
-//! result into `lpmake/`, applies the source patches, rebuilds everything in
-//! the patched stage, and turns every installed binary that carries
-//! `.kpatch.info` into `patchroot/<BuildID>.kpatch`. The source patches are
-//! reverted whatever happens.
+//! Run in the build directory. The project is built with `libcare-cc` in
+//! the original stage and installed into `lpmake/`; the source patches are
+//! applied (in `-s SRCDIR`); the objects are rebuilt in the patched stage
+//! and installed into `.lpmaketmp/patched`; every installed binary that
+//! carries `.kpatch.info` becomes `patchroot/<BuildID>.kpatch`. The source
+//! patches are reverted whatever happens, Ctrl-C included.
 
 #[path = "../buildside/patch_make/mod.rs"]
 mod patch_make;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use patch_make::binaries::{keep_originals, unstripped_by_build_id};
+use patch_make::build::{Build, Driver, Stage};
 use patch_make::elf_probe::{ElfProbe, is_elf};
 use patch_make::postprocess::{Job, Tools, make_patch};
-use patch_make::project::{Project, Stage, walk};
+use patch_make::project::{remove_kpatch_asm, touch, walk};
 use patch_make::source_patches::{self, Applied};
 
 #[derive(Parser)]
 #[command(
     name = "libcare-patch-make",
-    about = "Build .kpatch files for a make project from source patches",
-    long_about = "Build .kpatch files for a make project from source patches.\n\n\
-        Run in the project directory (or give -C). The project is built with \
-        CC=libcare-cc in the original stage and installed into lpmake/, the \
-        patches are applied with patch -p1, the project is rebuilt in the \
-        patched stage, and each installed binary the patches changed becomes \
-        patchroot/<BuildID>.kpatch. The patches are reverted afterwards."
+    about = "Build .kpatch files for a make or ninja project from source patches",
+    long_about = "Build .kpatch files for a make or ninja project from source patches.\n\n\
+        Run from inside the build directory (a Makefile, an lpmakefile, or a CMake or \
+        meson build.ninja). The project is built with CC=libcare-cc in the original \
+        stage and installed into $LPMAKE_ORIGINAL_DIR (default ./lpmake) through the \
+        install variable (-d, default DESTDIR); the patches are applied with patch -p1 \
+        in SRCDIR (-s, default the build directory); every object is rebuilt in the \
+        patched stage and installed into $LPMAKE_PATCHED_DIR (default \
+        ./.lpmaketmp/patched); each installed binary the patches changed becomes \
+        $LPMAKE_PATCHROOT/<BuildID>.kpatch (default ./patchroot). The patches are \
+        reverted afterwards, also after a failure or Ctrl-C. The whole build log is in \
+        ./.lpmaketmp/build.log.\n\n\
+        The build sees IS_LIBCARE_CC=y, CC and CXX naming the wrapper, and KPATCH_STAGE; \
+        MAKEFLAGS and MAKELEVEL are not passed on. Configure the project with \
+        KPATCH_STAGE=configure CC=libcare-cc (a plain compiler then)."
 )]
 struct Cli {
-    /// Run `make clean` and drop old .kpatch_*.s files before the original build
-    #[arg(long)]
+    /// Do a clean build: `make clean` (or `ninja clean`) first, and drop the
+    /// previous installs and kept assembly
+    #[arg(short = 'c', long, conflicts_with = "update")]
     clean: bool,
+    /// Only remake the patches from the installs of the last build (no build)
+    #[arg(short = 'u', long)]
+    update: bool,
+    /// Directory where the source patches apply (when the build runs elsewhere)
+    #[arg(short = 's', long = "srcdir", value_name = "SRCDIR")]
+    srcdir: Option<PathBuf>,
+    /// Variable the install target takes the destination from (PREFIX for Redis)
+    #[arg(
+        short = 'd',
+        long = "destdir",
+        value_name = "DESTDIRVAR",
+        default_value = "DESTDIR"
+    )]
+    destdir: String,
     /// Patch level stored in every .kpatch (a higher level replaces a lower one)
     #[arg(short = 'i', long = "id", value_name = "LEVEL")]
     level: Option<u32>,
-    /// Project directory
-    #[arg(short = 'C', long = "srcdir", value_name = "DIR", default_value = ".")]
-    srcdir: PathBuf,
-    /// Where the original binaries are installed [default: DIR/lpmake]
+    /// Where the original binaries are installed [default: $LPMAKE_ORIGINAL_DIR or ./lpmake]
     #[arg(long, value_name = "DIR")]
     lpmake: Option<PathBuf>,
-    /// Where the .kpatch files are written [default: DIR/patchroot]
-    #[arg(short = 'd', long = "patchroot", value_name = "DIR")]
+    /// Where the .kpatch files are written [default: $LPMAKE_PATCHROOT or ./patchroot]
+    #[arg(long, value_name = "DIR")]
     patchroot: Option<PathBuf>,
-    /// Parallel make jobs [default: number of CPUs]
+    /// Parallel build jobs [default: number of CPUs]
     #[arg(short = 'j', long, value_name = "N")]
     jobs: Option<usize>,
-    /// Source patches, applied in order with patch -p1 in the project directory
-    #[arg(required = true, value_name = "PATCH")]
+    /// Source patches, applied in order with patch -p1 in SRCDIR
+    #[arg(required_unless_present = "update", value_name = "PATCH")]
     patches: Vec<PathBuf>,
 }
 
-/// One `.kpatch` written.
-struct Made {
-    installed: PathBuf,
-    build_id: String,
-    output: PathBuf,
+/// The directories of one run, all absolute.
+struct Dirs {
+    build: PathBuf,
+    src: PathBuf,
+    original: PathBuf,
+    patched: PathBuf,
+    patchroot: PathBuf,
+    /// `.lpmaketmp`: log, lists of compiled sources, kept originals.
+    work: PathBuf,
+}
+
+impl Dirs {
+    /// Directories a walk of the build tree must not enter.
+    fn ours(&self) -> Vec<&Path> {
+        vec![
+            self.original.as_path(),
+            self.patched.as_path(),
+            self.patchroot.as_path(),
+            self.work.as_path(),
+        ]
+    }
+
+    /// Where unstripped originals are kept by BuildID.
+    fn kept_originals(&self) -> PathBuf {
+        self.work.join("original-binaries")
+    }
 }
 
 /// A scratch directory removed on drop.
@@ -86,17 +133,23 @@ impl Drop for Scratch {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(&cli) {
+    let interrupted = Arc::new(AtomicBool::new(false));
+    // Caught, not fatal: a Ctrl-C in a long build must still let us revert
+    // the source patches. The build itself runs in its own process group
+    // and is stopped by us.
+    for sig in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
+        if let Err(e) = signal_hook::flag::register(sig, Arc::clone(&interrupted)) {
+            eprintln!("libcare-patch-make: cannot catch signal {sig}: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    match run(&cli, &interrupted) {
         Ok(made) => {
             println!("libcare-patch-make: {} patch(es) made", made.len());
-            for m in &made {
-                println!(
-                    "  {}  BuildID {}  ->  {}",
-                    m.installed.display(),
-                    m.build_id,
-                    m.output.display()
-                );
-            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -106,7 +159,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// One line per step on stdout, so a long build log shows where it is.
+/// One line per step on stdout, so a long build shows where it is.
 fn progress(step: &str) {
     println!("libcare-patch-make: {step}");
 }
@@ -128,118 +181,197 @@ fn tool_next_to_us(name: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-fn run(cli: &Cli) -> Result<Vec<Made>> {
-    let dir = std::fs::canonicalize(&cli.srcdir)
-        .with_context(|| format!("project directory {}", cli.srcdir.display()))?;
+/// An option, else LibCare's environment variable, else the default.
+fn dir_setting(cwd: &Path, option: Option<&Path>, var: &str, default: &str) -> PathBuf {
+    match (option, std::env::var_os(var).filter(|v| !v.is_empty())) {
+        (Some(p), _) => absolute(cwd, p),
+        (None, Some(v)) => absolute(cwd, Path::new(&v)),
+        (None, None) => cwd.join(default),
+    }
+}
+
+fn run(cli: &Cli, interrupted: &Arc<AtomicBool>) -> Result<Vec<PathBuf>> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
-    let patches = cli
-        .patches
-        .iter()
-        .map(|p| std::fs::canonicalize(p).with_context(|| format!("patch {}", p.display())))
-        .collect::<Result<Vec<_>>>()?;
-    let lpmake = absolute(&cwd, cli.lpmake.as_deref().unwrap_or(&dir.join("lpmake")));
-    let patchroot = absolute(
-        &cwd,
-        cli.patchroot.as_deref().unwrap_or(&dir.join("patchroot")),
-    );
+    let src = match &cli.srcdir {
+        Some(s) => {
+            std::fs::canonicalize(s).with_context(|| format!("source directory {}", s.display()))?
+        }
+        None => cwd.clone(),
+    };
+    let dirs = Dirs {
+        build: cwd.clone(),
+        src,
+        original: dir_setting(&cwd, cli.lpmake.as_deref(), "LPMAKE_ORIGINAL_DIR", "lpmake"),
+        patched: dir_setting(&cwd, None, "LPMAKE_PATCHED_DIR", ".lpmaketmp/patched"),
+        patchroot: dir_setting(
+            &cwd,
+            cli.patchroot.as_deref(),
+            "LPMAKE_PATCHROOT",
+            "patchroot",
+        ),
+        work: cwd.join(".lpmaketmp"),
+    };
     let tools = Tools {
         kpatch_strip: tool_next_to_us("kpatch_strip")?,
         kpatch_make: tool_next_to_us("kpatch_make")?,
     };
-    let cc = tool_next_to_us("libcare-cc")?;
     let scratch = Scratch::create()?;
+    if !cli.update {
+        let patches = cli
+            .patches
+            .iter()
+            .map(|p| std::fs::canonicalize(p).with_context(|| format!("patch {}", p.display())))
+            .collect::<Result<Vec<_>>>()?;
+        build_both(cli, &dirs, &patches, &scratch.0, interrupted)?;
+    }
+    if interrupted.load(Ordering::SeqCst) {
+        bail!("interrupted");
+    }
+    make_patches(&dirs, &tools, &scratch.0, cli.level)
+}
+
+fn build_both(
+    cli: &Cli,
+    dirs: &Dirs,
+    patches: &[PathBuf],
+    scratch: &Path,
+    interrupted: &Arc<AtomicBool>,
+) -> Result<()> {
+    let cc = tool_next_to_us("libcare-cc")?;
     // libcare-cc picks the C++ compiler when called by a C++ name.
-    let cxx = scratch.0.join("libcare-c++");
+    let cxx = scratch.join("libcare-c++");
     std::os::unix::fs::symlink(&cc, &cxx)
         .with_context(|| format!("cannot create {}", cxx.display()))?;
-    let project = Project {
-        dir: dir.clone(),
+    std::fs::create_dir_all(&dirs.work)
+        .with_context(|| format!("cannot create {}", dirs.work.display()))?;
+    let log = dirs.work.join("build.log");
+    std::fs::write(&log, "").with_context(|| format!("cannot write {}", log.display()))?;
+    let build = Build {
+        dir: dirs.build.clone(),
+        driver: Driver::detect(&dirs.build)?,
         cc,
         cxx,
         jobs: cli
             .jobs
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        destdir_var: cli.destdir.clone(),
+        log: log.clone(),
+        work: dirs.work.clone(),
+        interrupted: Arc::clone(interrupted),
     };
-    let journal = dir.join(source_patches::JOURNAL);
-    let skip = [lpmake.as_path(), patchroot.as_path(), journal.as_path()];
+    progress(&format!("full build log in {}", log.display()));
 
-    let recovered = source_patches::recover(&dir)?;
+    let recovered = source_patches::recover(&dirs.src)?;
     if recovered > 0 {
         progress(&format!(
             "reverted {recovered} patch(es) left applied by an interrupted run"
         ));
     }
-
+    let ours = dirs.ours();
     if cli.clean {
-        project.make(Stage::Original, &["clean"])?;
-        project.remove_kpatch_asm(&skip)?;
+        progress("cleaning (KPATCH_STAGE=original)");
+        build.clean()?;
+        for d in [&dirs.original, &dirs.patched] {
+            if d.exists() {
+                std::fs::remove_dir_all(d)
+                    .with_context(|| format!("cannot remove {}", d.display()))?;
+            }
+        }
+        remove_kpatch_asm(&dirs.build, &ours)?;
     }
     progress("original build (KPATCH_STAGE=original)");
-    project.make(Stage::Original, &[])?;
-    let originals = project.original_asm(&skip)?;
-    if originals.is_empty() {
+    build.reset_record(Stage::Original)?;
+    build.build(Stage::Original)?;
+    let sources = build.compiled(Stage::Original);
+    if sources.is_empty() {
         bail!(
-            "the original build compiled nothing through libcare-cc (no .kpatch_*.original.s \
-             under {}): the objects were built before; run with --clean",
-            dir.display()
+            "the original build compiled nothing through libcare-cc in {}: the objects were \
+             built before (run with --clean), or the build does not use CC (configure it \
+             with KPATCH_STAGE=configure CC=libcare-cc)",
+            dirs.build.display()
         );
     }
+    let kept = keep_originals(&dirs.build, &ours, &dirs.kept_originals())?;
+    tracing::debug!("kept {kept} unstripped original binaries");
     progress(&format!(
-        "installing the original binaries into {}",
-        lpmake.display()
+        "installing the original binaries into {} ({}=...)",
+        dirs.original.display(),
+        cli.destdir
     ));
-    project.install(Stage::Original, &lpmake)?;
+    build.install(Stage::Original, &dirs.original)?;
 
-    progress("applying the patches");
-    let mut applied = Applied::apply(&dir, &patches)?;
-    let result = patched_stage(
-        &project, &originals, &scratch.0, &lpmake, &patchroot, &tools, cli.level,
-    );
+    progress(&format!("applying the patches in {}", dirs.src.display()));
+    let mut applied = Applied::apply(&dirs.src, patches)?;
+    let result = patched_build(&build, &sources, &dirs.patched);
     progress("reverting the patches");
     let reverted = applied.revert();
     match (result, reverted) {
-        (Ok(made), Ok(())) => Ok(made),
+        (Ok(()), Ok(())) => Ok(()),
         (Err(e), Ok(())) => Err(e),
-        (Ok(_), Err(undo)) => Err(undo),
+        (Ok(()), Err(undo)) => Err(undo),
         (Err(e), Err(undo)) => Err(e.context(format!("also: {undo:#}"))),
     }
 }
 
-fn patched_stage(
-    project: &Project,
-    originals: &[(PathBuf, Vec<u8>)],
-    scratch: &Path,
-    lpmake: &Path,
-    patchroot: &Path,
-    tools: &Tools,
-    level: Option<u32>,
-) -> Result<Vec<Made>> {
-    // Rebuild everything: a changed header must reach every object that
-    // includes it, and make cannot know that in a plain Makefile. The
-    // original assembly must survive the clean for kpatch_gensrc.
-    progress("patched build (KPATCH_STAGE=patched, from clean)");
-    project.make(Stage::Patched, &["clean"])?;
-    for (path, text) in originals {
-        if !path.exists() {
-            // `make clean` may remove the object directory itself
-            // (`rm -rf obj`); the saved assembly lives there.
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)
-                    .with_context(|| format!("cannot create {}", parent.display()))?;
-            }
-            std::fs::write(path, text)
-                .with_context(|| format!("cannot restore {}", path.display()))?;
-        }
-    }
-    project.make(Stage::Patched, &[])?;
-    let installed = scratch.join("patched-install");
-    project.install(Stage::Patched, &installed)?;
+fn patched_build(build: &Build, sources: &[PathBuf], patched_dir: &Path) -> Result<()> {
+    let touched = touch(sources)?;
+    progress(&format!(
+        "patched build (KPATCH_STAGE=patched): rebuilding the objects of {touched} source(s)"
+    ));
+    build.reset_record(Stage::Patched)?;
+    build.build(Stage::Patched)?;
+    progress(&format!(
+        "installing the patched binaries into {}",
+        patched_dir.display()
+    ));
+    build.install(Stage::Patched, patched_dir)
+}
 
+/// The file a patch is made from: the installed one when it still has its
+/// symbols, else the unstripped file with its BuildID.
+fn unstripped(
+    installed: &Path,
+    found: &mut dyn FnMut(&str) -> Result<Option<PathBuf>>,
+) -> Result<PathBuf> {
+    let probe = ElfProbe::read(installed)?;
+    if probe.has_section(".symtab") {
+        return Ok(installed.to_path_buf());
+    }
+    let id = probe
+        .build_id()
+        .with_context(|| format!("{} is stripped and has no BuildID", installed.display()))?;
+    found(&id)?.with_context(|| {
+        format!(
+            "{} was stripped by the install and no unstripped file with BuildID {id} is left \
+             in the build tree",
+            installed.display()
+        )
+    })
+}
+
+fn make_patches(
+    dirs: &Dirs,
+    tools: &Tools,
+    scratch: &Path,
+    level: Option<u32>,
+) -> Result<Vec<PathBuf>> {
+    if !dirs.patched.is_dir() {
+        bail!(
+            "no patched install in {} to make patches from: run without -u first",
+            dirs.patched.display()
+        );
+    }
     let mut candidates = Vec::new();
-    walk(&installed, &[], &mut |p| candidates.push(p.to_path_buf()))?;
+    walk(&dirs.patched, &[], &mut |p| {
+        candidates.push(p.to_path_buf())
+    })?;
     candidates.sort();
-    std::fs::create_dir_all(patchroot)
-        .with_context(|| format!("cannot create {}", patchroot.display()))?;
+    std::fs::create_dir_all(&dirs.patchroot)
+        .with_context(|| format!("cannot create {}", dirs.patchroot.display()))?;
+    progress("making the patches");
+    // Walked once, and only if an install stripped something.
+    let mut patched_tree = None;
+    let ours = dirs.ours();
     let mut made = Vec::new();
     for patched in candidates {
         let data = std::fs::read(&patched)
@@ -248,42 +380,46 @@ fn patched_stage(
             continue;
         }
         let probe = ElfProbe::parse(data).with_context(|| patched.display().to_string())?;
-        if !probe.has_section(".kpatch.info") {
+        // A separate debug file has the section header but not the patch.
+        if !probe.has_contents(".kpatch.info") {
             continue;
         }
-        if !probe.has_section(".symtab") {
-            bail!(
-                "{}: make install stripped it; the patch needs its symbols and relocations \
-                 (install without -s)",
-                patched.display()
-            );
-        }
         let rel = patched
-            .strip_prefix(&installed)
+            .strip_prefix(&dirs.patched)
             .unwrap_or(&patched)
             .to_path_buf();
-        let original = lpmake.join(&rel);
-        if !original.exists() {
+        let installed_original = dirs.original.join(&rel);
+        if !installed_original.exists() {
             bail!(
                 "{}: installed by the patched build but not by the original one ({} missing)",
                 rel.display(),
-                original.display()
+                installed_original.display()
             );
         }
-        let build_id = ElfProbe::read(&original)?
+        let build_id = ElfProbe::read(&installed_original)?
             .build_id()
-            .with_context(|| format!("{} has no BuildID note", original.display()))?;
+            .with_context(|| format!("{} has no BuildID note", installed_original.display()))?;
+        let patched_elf = unstripped(&patched, &mut |id| {
+            if patched_tree.is_none() {
+                patched_tree = Some(unstripped_by_build_id(&dirs.build, &ours)?);
+            }
+            Ok(patched_tree.as_ref().and_then(|t| t.get(id).cloned()))
+        })?;
+        let original = unstripped(&installed_original, &mut |id| {
+            let kept = dirs.kept_originals().join(id);
+            Ok(kept.exists().then_some(kept))
+        })?;
         let name = rel
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let output = patchroot.join(format!("{build_id}.kpatch"));
+        let output = dirs.patchroot.join(format!("{build_id}.kpatch"));
         let stripped = scratch.join(format!("{}.{name}.stripped", made.len()));
         make_patch(
             tools,
             &Job {
                 original: &original,
-                patched: &patched,
+                patched: &patched_elf,
                 build_id: &build_id,
                 name: &name,
                 level,
@@ -291,12 +427,15 @@ fn patched_stage(
                 output: &output,
             },
         )?;
-        warn_short_functions(&rel, &stripped)?;
-        made.push(Made {
-            installed: rel,
+        let functions = patched_functions(&rel, &stripped)?;
+        println!(
+            "libcare-patch-make: patch for {}  BuildID {}  functions: {}  ->  {}",
+            rel.display(),
             build_id,
-            output,
-        });
+            functions.join(", "),
+            output.display()
+        );
+        made.push(output);
     }
     if made.is_empty() {
         bail!(
@@ -307,9 +446,10 @@ fn patched_stage(
     Ok(made)
 }
 
-/// The doctor overwrites a patched function's first bytes with a 5-byte
-/// jump and refuses one shorter than that; say so while the patch is built.
-fn warn_short_functions(installed: &Path, patch_elf: &Path) -> Result<()> {
+/// The names of the functions a patch replaces or adds. The doctor
+/// overwrites a patched function's first bytes with a 5-byte jump and
+/// refuses one shorter than that; say so while the patch is built.
+fn patched_functions(installed: &Path, patch_elf: &Path) -> Result<Vec<String>> {
     let data =
         std::fs::read(patch_elf).with_context(|| format!("cannot read {}", patch_elf.display()))?;
     let functions = elfpatch::patched_functions(&data)
@@ -323,5 +463,13 @@ fn warn_short_functions(installed: &Path, patch_elf: &Path) -> Result<()> {
             f.dlen
         );
     }
-    Ok(())
+    // Named as in the original binary: the `.kpatch` suffix is the new
+    // body's name, not the function's.
+    Ok(functions
+        .into_iter()
+        .map(|f| match f.name.strip_suffix(".kpatch") {
+            Some(name) => name.to_string(),
+            None => f.name,
+        })
+        .collect())
 }

@@ -291,6 +291,25 @@ impl CommandLine {
         on
     }
 
+    /// The first flag that instruments the code with counters or profiling
+    /// calls (`-fprofile-arcs`, `--coverage`, `-pg`, `-fprofile-generate`),
+    /// unless switched off again later on the line.
+    pub fn instrumented(&self) -> Option<&str> {
+        let mut found = None;
+        for token in &self.tokens {
+            if let Token::Flag(group) = token {
+                let flag = group[0].as_str();
+                match flag {
+                    "-fprofile-arcs" | "--coverage" | "-pg" | "-p" => found = Some(flag),
+                    _ if flag.starts_with("-fprofile-generate") => found = Some(flag),
+                    "-fno-profile-arcs" => found = None,
+                    _ => {}
+                }
+            }
+        }
+        found
+    }
+
     /// The plain flags (no inputs, output, mode, language or dependency
     /// flags), in their original order.
     pub fn plain_flags(&self) -> Vec<String> {

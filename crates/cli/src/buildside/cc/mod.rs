@@ -7,4 +7,5 @@
 
 pub mod command_line;
 pub mod plan;
+pub mod record;
 pub mod toolchain;

@@ -92,6 +92,22 @@ fn file_stem(path: &str) -> String {
         .unwrap_or_else(|| path.to_string())
 }
 
+/// The name the kept assembly of a compile is keyed on: the whole object
+/// file name, so that one source compiled twice into one directory
+/// (`foo.o`, `foo.os` with `-DSHARED`, `foo.oS`) keeps two originals
+/// instead of one the other build overwrites. Only the usual `.o` is
+/// dropped, which keeps the familiar `.kpatch_foo.original.s`.
+fn object_key(object: &str) -> String {
+    let name = Path::new(object)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| object.to_string());
+    match name.strip_suffix(".o") {
+        Some(stem) if !stem.is_empty() => stem.to_string(),
+        _ => name,
+    }
+}
+
 fn parent_dir(path: &str) -> PathBuf {
     match Path::new(path).parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -117,7 +133,13 @@ pub fn plan(cl: &CommandLine, args: &[String], ctx: &Context) -> Plan {
         Plan::Passthrough(all)
     };
     let asm_to_track = cl.mode == Mode::Compile && cl.has_assembler_sources();
-    if cl.mode == Mode::Other || !(cl.has_compiled_sources() || asm_to_track) {
+    // Instrumented code (gcov counters, mcount calls) is compiled as is in
+    // both stages: its counters are not code, and diffing them would
+    // refuse or patch every function of an unchanged file.
+    if cl.mode == Mode::Other
+        || cl.instrumented().is_some()
+        || !(cl.has_compiled_sources() || asm_to_track)
+    {
         return passthrough();
     }
     let inputs: Vec<&Input> = cl.inputs().collect();
@@ -137,7 +159,7 @@ fn plan_compile(cl: &CommandLine, inputs: &[&Input], ctx: &Context) -> Vec<Step>
             .output
             .clone()
             .unwrap_or_else(|| format!("{}.o", file_stem(&input.path)));
-        let names = asm_names(&parent_dir(&object), &file_stem(&object));
+        let names = asm_names(&parent_dir(&object), &object_key(&object));
         let mut direct = cl.plain_flags();
         direct.extend(cl.deps.tokens.iter().cloned());
         direct.push("-c".into());
@@ -489,6 +511,43 @@ mod tests {
             steps[2],
             compiler("-x c -x none /scratch/0-main.o -x c -o prog")
         );
+    }
+
+    #[test]
+    fn kept_assembly_is_keyed_on_the_whole_object_name() {
+        let first = |line: &str| match plan_for(line, Stage::Original, false) {
+            Plan::Steps(steps) => steps[0].clone(),
+            p => panic!("expected steps, got {p:?}"),
+        };
+        assert_eq!(
+            first("-c foo.c -o out/foo.o"),
+            compiler("-dumpbase out/foo -S foo.c -o out/.kpatch_foo.original.s")
+        );
+        assert_eq!(
+            first("-DSHARED -c foo.c -o out/foo.os"),
+            compiler("-DSHARED -dumpbase out/foo -S foo.c -o out/.kpatch_foo.os.original.s")
+        );
+        assert_eq!(
+            first("-c foo.c -o out/foo.oS"),
+            compiler("-dumpbase out/foo -S foo.c -o out/.kpatch_foo.oS.original.s")
+        );
+    }
+
+    #[test]
+    fn instrumented_compiles_pass_through_in_both_stages() {
+        for line in [
+            "-fprofile-arcs -ftest-coverage -c foo.c -o foo.o",
+            "--coverage -c foo.c",
+            "-pg -O2 -c foo.c",
+        ] {
+            for stage in [Stage::Original, Stage::Patched] {
+                assert_eq!(
+                    plan_for(line, stage, true),
+                    Plan::Passthrough(args(line)),
+                    "{line}"
+                );
+            }
+        }
     }
 
     #[test]

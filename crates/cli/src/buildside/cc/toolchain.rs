@@ -11,14 +11,16 @@ pub const ACTIVE_MARK: &str = "LIBCARE_CC_ACTIVE";
 
 use anyhow::{Result, bail};
 
-/// `KPATCH_STAGE`; `None` when unset or empty: plain passthrough.
+/// `KPATCH_STAGE`; `None` when unset, empty or `configure` (the value
+/// LibCare documents for `./configure` runs): plain passthrough, so that
+/// configure's probes see the real compiler.
 pub fn stage_from(value: Option<String>) -> Result<Option<Stage>> {
     match value.as_deref() {
-        None | Some("") => Ok(None),
+        None | Some("" | "configure") => Ok(None),
         Some("original") => Ok(Some(Stage::Original)),
         Some("patched") => Ok(Some(Stage::Patched)),
         Some(other) => bail!(
-            "KPATCH_STAGE={other:?} is not a stage (use \"original\" or \"patched\", or unset it)"
+            "KPATCH_STAGE={other:?} is not a stage (use \"original\", \"patched\" or \"configure\", or unset it)"
         ),
     }
 }
@@ -77,6 +79,7 @@ mod tests {
             stage_from(Some("patched".into())).unwrap(),
             Some(Stage::Patched)
         );
+        assert_eq!(stage_from(Some("configure".into())).unwrap(), None);
         assert!(stage_from(Some("orig".into())).is_err());
     }
 

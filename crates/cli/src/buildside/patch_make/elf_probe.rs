@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 
 const SHT_NOTE: u32 = 7;
+const SHT_NOBITS: u32 = 8;
 const NT_GNU_BUILD_ID: u32 = 3;
 
 /// The section table of a 64-bit little-endian ELF file.
@@ -84,6 +85,15 @@ impl ElfProbe {
 
     pub fn has_section(&self, name: &str) -> bool {
         self.sections.iter().any(|s| s.name == name)
+    }
+
+    /// Whether the section is there with its bytes: a separate debug file
+    /// (`objcopy --only-keep-debug`) keeps every section header but turns
+    /// the loaded ones into `SHT_NOBITS`.
+    pub fn has_contents(&self, name: &str) -> bool {
+        self.sections
+            .iter()
+            .any(|s| s.name == name && s.kind != SHT_NOBITS)
     }
 
     /// The GNU BuildID in lowercase hex, from any note section.

@@ -1,91 +1,11 @@
-//! The project being patched: its directory, and make run through
-//! `libcare-cc` in one of the two stages.
+//! The files of the project tree that the build side looks after itself:
+//! the assembly `libcare-cc` keeps, and the sources whose objects the
+//! patched stage must rebuild.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::time::SystemTime;
 
-use anyhow::{Context, Result, bail};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    Original,
-    Patched,
-}
-
-impl Stage {
-    fn env_value(self) -> &'static str {
-        match self {
-            Stage::Original => "original",
-            Stage::Patched => "patched",
-        }
-    }
-}
-
-pub struct Project {
-    pub dir: PathBuf,
-    /// `libcare-cc`, handed to make as `CC`.
-    pub cc: PathBuf,
-    /// A `libcare-c++` name for the same wrapper, handed to make as `CXX`.
-    pub cxx: PathBuf,
-    pub jobs: usize,
-}
-
-impl Project {
-    /// `make [ARGS...]` with the wrapper as compiler, in `stage`.
-    pub fn make(&self, stage: Stage, args: &[&str]) -> Result<()> {
-        let mut cmd = Command::new("make");
-        cmd.current_dir(&self.dir)
-            .arg(format!("-j{}", self.jobs))
-            .arg(format!("CC={}", self.cc.display()))
-            .arg(format!("CXX={}", self.cxx.display()))
-            .args(args)
-            .env("KPATCH_STAGE", stage.env_value());
-        let what = format!(
-            "make {} (KPATCH_STAGE={}) in {}",
-            args.join(" "),
-            stage.env_value(),
-            self.dir.display()
-        );
-        let status = cmd.status().with_context(|| format!("cannot run {what}"))?;
-        if !status.success() {
-            bail!("{what} failed ({status})");
-        }
-        Ok(())
-    }
-
-    /// `make install DESTDIR=<dest>` (dest made absolute and empty first).
-    pub fn install(&self, stage: Stage, dest: &Path) -> Result<()> {
-        if dest.exists() {
-            std::fs::remove_dir_all(dest)
-                .with_context(|| format!("cannot empty {}", dest.display()))?;
-        }
-        std::fs::create_dir_all(dest)
-            .with_context(|| format!("cannot create {}", dest.display()))?;
-        self.make(stage, &["install", &format!("DESTDIR={}", dest.display())])
-    }
-
-    /// Every `.kpatch_*.original.s` under the project, with its text, so
-    /// that a `make clean` before the patched build cannot lose them.
-    pub fn original_asm(&self, skip: &[&Path]) -> Result<Vec<(PathBuf, Vec<u8>)>> {
-        let mut found = Vec::new();
-        collect_original_asm(&self.dir, skip, &mut found)?;
-        Ok(found)
-    }
-
-    /// Removes every `.kpatch_*.s` the wrapper left by an earlier run.
-    pub fn remove_kpatch_asm(&self, skip: &[&Path]) -> Result<()> {
-        let mut found = Vec::new();
-        walk(&self.dir, skip, &mut |p| {
-            if is_kpatch_asm(p) {
-                found.push(p.to_path_buf());
-            }
-        })?;
-        for p in found {
-            std::fs::remove_file(&p).with_context(|| format!("cannot remove {}", p.display()))?;
-        }
-        Ok(())
-    }
-}
+use anyhow::{Context, Result};
 
 fn file_name(p: &Path) -> String {
     p.file_name()
@@ -93,28 +13,39 @@ fn file_name(p: &Path) -> String {
         .unwrap_or_default()
 }
 
-fn is_kpatch_asm(p: &Path) -> bool {
-    let n = file_name(p);
-    n.starts_with(".kpatch_") && n.ends_with(".s")
-}
-
-fn collect_original_asm(
-    dir: &Path,
-    skip: &[&Path],
-    found: &mut Vec<(PathBuf, Vec<u8>)>,
-) -> Result<()> {
-    let mut paths = Vec::new();
+/// Removes every `.kpatch_*.s` the wrapper left below `dir` by an earlier run.
+pub fn remove_kpatch_asm(dir: &Path, skip: &[&Path]) -> Result<()> {
+    let mut found = Vec::new();
     walk(dir, skip, &mut |p| {
         let n = file_name(p);
-        if n.starts_with(".kpatch_") && n.ends_with(".original.s") {
-            paths.push(p.to_path_buf());
+        if n.starts_with(".kpatch_") && n.ends_with(".s") {
+            found.push(p.to_path_buf());
         }
     })?;
-    for p in paths {
-        let text = std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))?;
-        found.push((p, text));
+    for p in found {
+        std::fs::remove_file(&p).with_context(|| format!("cannot remove {}", p.display()))?;
     }
     Ok(())
+}
+
+/// Makes each source newer than the object the original stage built from
+/// it, so that make or ninja rebuilds every one of them in the patched
+/// stage, header dependencies tracked or not, without a `make clean` that
+/// may also remove what `configure` wrote. Returns how many it touched.
+pub fn touch(sources: &[PathBuf]) -> Result<usize> {
+    let now = SystemTime::now();
+    let mut touched = 0;
+    for s in sources {
+        // A source that is gone (a generated file the build removed) has
+        // nothing to rebuild from.
+        let Ok(f) = std::fs::File::options().write(true).open(s) else {
+            continue;
+        };
+        f.set_modified(now)
+            .with_context(|| format!("cannot touch {}", s.display()))?;
+        touched += 1;
+    }
+    Ok(touched)
 }
 
 /// Visits every regular file below `dir`, not following symlinks and not
