@@ -1008,3 +1008,54 @@ fn libcare_cc_compiles_instrumented_objects_as_is() {
     assert!(!tmp.path().join(".kpatch_b-debug.original.s").exists());
     assert!(!has_section(&tmp.path().join("b-debug.o"), ".kpatch.info"));
 }
+
+/// The shape of LibCare's own test makefiles, which its libcare-patch-make
+/// builds: the program is linked against the library of the original
+/// install in the patched stage (`-L$(LPMAKE_ORIGINAL_DIR)`, exported to
+/// the build), nothing makes the program wait for the library (make runs
+/// serially, in the order of `all`), and `make clean` removes `.lpmaketmp`
+/// with everything else. The patch for the library applies live.
+#[test]
+fn patch_make_builds_libcares_test_makefile_shape() {
+    let case = Case::load("shlib");
+    let tmp = scratch("patch-make-libcare-shape");
+    let proj = tmp.path().join("proj");
+    case.copy_to(&proj);
+    std::fs::write(
+        proj.join("Makefile"),
+        "all: libfoo.so main\n\
+         ifeq ($(KPATCH_STAGE),patched)\n\
+         LIBDIR := $(LPMAKE_ORIGINAL_DIR)\n\
+         else\n\
+         LIBDIR := .\n\
+         endif\n\
+         libfoo.so: libfoo.c\n\t$(CC) $(CFLAGS) -fPIC -shared -o $@ libfoo.c\n\
+         main: main.c\n\t$(CC) $(CFLAGS) -o $@ main.c -lfoo -L$(LIBDIR)\n\
+         install: all\n\tmkdir -p $(DESTDIR)\n\tcp main libfoo.so $(DESTDIR)\n\
+         clean:\n\trm -rf main libfoo.so .kpatch*.s .lpmaketmp lpmake\n",
+    )
+    .unwrap();
+    let out = Command::new(tool("libcare-patch-make"))
+        .current_dir(&proj)
+        .args(["-c", "fix.diff"])
+        .env("CFLAGS", "-O2")
+        .env_remove("KPATCH_STAGE")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lpmake = proj.join("lpmake");
+    let built = support::Built {
+        program: lpmake.join("main"),
+        lib_dir: lpmake.clone(),
+        patch: proj.join("patchroot"),
+        targets: vec![build_id(&lpmake.join("libfoo.so"))],
+        log: String::new(),
+        dir: tmp,
+    };
+    support::patch_and_unpatch(&case, &built);
+}

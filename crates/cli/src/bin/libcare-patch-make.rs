@@ -72,7 +72,7 @@ struct Cli {
     /// Where the .kpatch files are written [default: $LPMAKE_PATCHROOT or ./patchroot]
     #[arg(long, value_name = "DIR")]
     patchroot: Option<PathBuf>,
-    /// Parallel build jobs [default: number of CPUs]
+    /// Parallel build jobs [default: make runs serially, as with LibCare; ninja its own default]
     #[arg(short = 'j', long, value_name = "N")]
     jobs: Option<usize>,
     /// Source patches, applied in order with patch -p1 in SRCDIR
@@ -251,13 +251,16 @@ fn build_both(
         driver: Driver::detect(&dirs.build)?,
         cc,
         cxx,
-        jobs: cli
-            .jobs
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        jobs: cli.jobs,
         destdir_var: cli.destdir.clone(),
         log: log.clone(),
         work: dirs.work.clone(),
         interrupted: Arc::clone(interrupted),
+        exported: vec![
+            ("LPMAKE_ORIGINAL_DIR", dirs.original.clone()),
+            ("LPMAKE_PATCHED_DIR", dirs.patched.clone()),
+            ("LPMAKE_PATCHROOT", dirs.patchroot.clone()),
+        ],
     };
     progress(&format!("full build log in {}", log.display()));
 
@@ -271,6 +274,13 @@ fn build_both(
     if cli.clean {
         progress("cleaning (KPATCH_STAGE=original)");
         build.clean()?;
+        // A project's clean may remove our work directory with everything
+        // else (LibCare's own test makefiles remove `.lpmaketmp`).
+        std::fs::create_dir_all(&dirs.work)
+            .with_context(|| format!("cannot create {}", dirs.work.display()))?;
+        if !log.exists() {
+            std::fs::write(&log, "").with_context(|| format!("cannot write {}", log.display()))?;
+        }
         for d in [&dirs.original, &dirs.patched] {
             if d.exists() {
                 std::fs::remove_dir_all(d)

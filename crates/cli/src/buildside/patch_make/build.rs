@@ -87,7 +87,10 @@ pub struct Build {
     pub cc: PathBuf,
     /// A C++ name for the same wrapper, exported as `CXX`.
     pub cxx: PathBuf,
-    pub jobs: usize,
+    /// `-j` for make or ninja; none: make runs serially, as LibCare's
+    /// script runs it (a Makefile that is not safe in parallel still
+    /// builds), ninja its own default.
+    pub jobs: Option<usize>,
     /// The install variable (`DESTDIR`, or `PREFIX` for Redis).
     pub destdir_var: String,
     /// The full log of every command run.
@@ -96,6 +99,10 @@ pub struct Build {
     pub work: PathBuf,
     /// Set by SIGINT, SIGTERM or SIGHUP.
     pub interrupted: Arc<AtomicBool>,
+    /// Variables exported to the build as LibCare's script exports them
+    /// (`LPMAKE_ORIGINAL_DIR`, ...): its users' makefiles read them, e.g.
+    /// to link the patched program against the original library.
+    pub exported: Vec<(&'static str, PathBuf)>,
 }
 
 /// How often the progress line may repeat while a build runs.
@@ -132,7 +139,10 @@ impl Build {
 
     fn command(&self, stage: Stage) -> Command {
         let mut cmd = Command::new(self.driver.program());
-        cmd.current_dir(&self.dir).arg(format!("-j{}", self.jobs));
+        cmd.current_dir(&self.dir);
+        if let Some(jobs) = self.jobs {
+            cmd.arg(format!("-j{jobs}"));
+        }
         if let Driver::Make { makefile } = &self.driver {
             if let Some(f) = makefile {
                 cmd.arg("-f").arg(f);
@@ -150,6 +160,7 @@ impl Build {
             .env("CC", &self.cc)
             .env("CXX", &self.cxx)
             .env(RECORD_VAR, self.record(stage))
+            .envs(self.exported.iter().map(|(k, v)| (*k, v)))
             .env_remove("MAKEFLAGS")
             .env_remove("MAKELEVEL")
             .env_remove("MFLAGS");
