@@ -26,7 +26,7 @@ start=$(date +%s%N)
 work=$(mktemp -d /tmp/libcare-demo.XXXXXX)
 pid=
 cleanup() {
-	exec 3>&- 2>/dev/null || true
+	exec 3>&-
 	if [ -n "$pid" ]; then
 		kill "$pid" 2>/dev/null || true
 		wait "$pid" 2>/dev/null || true
