@@ -117,6 +117,11 @@ impl Patient {
         }
     }
 
+    /// The next line the process prints (a server's address, say).
+    pub fn read_line(&mut self) -> String {
+        self.next_line(Instant::now() + LINE_TIMEOUT)
+    }
+
     fn tail(&self) -> &[String] {
         &self.seen[self.seen.len().saturating_sub(8)..]
     }
