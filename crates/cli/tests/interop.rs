@@ -305,20 +305,6 @@ fn our_recipe(dir: &Path, order: Order) -> (PathBuf, PathBuf) {
     (dir.join("foo"), dir.join("foo.kpatch"))
 }
 
-/// The relocation types LibCare's loader applies (anything else makes it
-/// fail, TPOFF32/64 make it print an error).
-const LIBCARE_RELOCATIONS: &[u32] = &[
-    elf::R_X86_64_NONE,
-    elf::R_X86_64_64,
-    elf::R_X86_64_32,
-    elf::R_X86_64_32S,
-    elf::R_X86_64_PC32,
-    elf::R_X86_64_GOTPCREL,
-    elf::R_X86_64_GOTPCRELX,
-    elf::R_X86_64_REX_GOTPCRELX,
-    elf::R_X86_64_GOTTPOFF,
-];
-
 /// Checks the facts of LibCare's loader on a `.kpatch` for `original`:
 /// it takes only ET_REL with 64-byte section headers; it loads the whole
 /// file into a page-aligned region and places every section that has bytes
@@ -394,7 +380,7 @@ fn assert_libcare_loadable(kpatch: &Path, original: &Path) {
             for r in relas {
                 let t = r.r_type(LE, false);
                 assert!(
-                    LIBCARE_RELOCATIONS.contains(&t),
+                    kpatch_file::reloc::reloc(t).is_some_and(|k| k.libcare_applies),
                     "{what}: {shown} has relocation type {t}, which LibCare's loader refuses"
                 );
             }

@@ -13,28 +13,7 @@ use crate::resolve::Value;
 /// Relocation types that read an address from a GOT slot (ours: the jump
 /// table entry's slot).
 pub fn needs_slot(rtype: u32) -> bool {
-    matches!(
-        rtype,
-        elf::R_X86_64_GOTPCREL | elf::R_X86_64_GOTPCRELX | elf::R_X86_64_REX_GOTPCRELX
-    )
-}
-
-pub fn type_name(rtype: u32) -> String {
-    match rtype {
-        elf::R_X86_64_64 => "R_X86_64_64".into(),
-        elf::R_X86_64_PC32 => "R_X86_64_PC32".into(),
-        elf::R_X86_64_PLT32 => "R_X86_64_PLT32".into(),
-        elf::R_X86_64_32 => "R_X86_64_32".into(),
-        elf::R_X86_64_32S => "R_X86_64_32S".into(),
-        elf::R_X86_64_PC64 => "R_X86_64_PC64".into(),
-        elf::R_X86_64_GOTPCREL => "R_X86_64_GOTPCREL".into(),
-        elf::R_X86_64_GOTPCRELX => "R_X86_64_GOTPCRELX".into(),
-        elf::R_X86_64_REX_GOTPCRELX => "R_X86_64_REX_GOTPCRELX".into(),
-        elf::R_X86_64_GOTTPOFF => "R_X86_64_GOTTPOFF".into(),
-        elf::R_X86_64_TPOFF32 => "R_X86_64_TPOFF32".into(),
-        elf::R_X86_64_TPOFF64 => "R_X86_64_TPOFF64".into(),
-        t => format!("type {t}"),
-    }
+    kpatch_file::reloc::reloc(rtype).is_some_and(|r| r.reads_slot)
 }
 
 /// Builds the region image: section bytes, jump table, relocations applied.
@@ -86,16 +65,16 @@ fn apply_one(
             patch: patch.display(),
             section: sec.name.clone(),
             offset: r.offset,
-            rtype: type_name(r.rtype),
+            rtype: kpatch_file::reloc::reloc_name(r.rtype),
             symbol: patch.symbols[r.symbol].name.clone(),
             why,
         }))
     };
     let sec_off = layout.section_offset[r.section].expect("relocs only for loaded sections");
-    let width: u64 = match r.rtype {
-        elf::R_X86_64_NONE => return Ok(()),
-        elf::R_X86_64_64 | elf::R_X86_64_PC64 | elf::R_X86_64_TPOFF64 => 8,
-        _ => 4,
+    let width = match kpatch_file::reloc::reloc(r.rtype) {
+        Some(k) if k.width == 0 => return Ok(()),
+        Some(k) => u64::from(k.width),
+        None => return Err(err("unsupported relocation type".into())),
     };
     if r.offset.checked_add(width).is_none_or(|end| end > sec.size) {
         return Err(err(format!("outside the {}-byte section", sec.size)));

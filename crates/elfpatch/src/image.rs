@@ -328,28 +328,4 @@ pub(crate) fn set_rela(r: &mut Rela, sym: u32, r_type: u32) {
 }
 
 /// Readable name of an x86-64 relocation type.
-pub fn reloc_name(t: u32) -> String {
-    let s = match t {
-        elf::R_X86_64_NONE => "R_X86_64_NONE",
-        elf::R_X86_64_64 => "R_X86_64_64",
-        elf::R_X86_64_PC32 => "R_X86_64_PC32",
-        elf::R_X86_64_GOT32 => "R_X86_64_GOT32",
-        elf::R_X86_64_PLT32 => "R_X86_64_PLT32",
-        elf::R_X86_64_GOTPCREL => "R_X86_64_GOTPCREL",
-        elf::R_X86_64_32 => "R_X86_64_32",
-        elf::R_X86_64_32S => "R_X86_64_32S",
-        elf::R_X86_64_PC64 => "R_X86_64_PC64",
-        elf::R_X86_64_TPOFF32 => "R_X86_64_TPOFF32",
-        elf::R_X86_64_TPOFF64 => "R_X86_64_TPOFF64",
-        elf::R_X86_64_GOTTPOFF => "R_X86_64_GOTTPOFF",
-        elf::R_X86_64_TLSGD => "R_X86_64_TLSGD",
-        elf::R_X86_64_TLSLD => "R_X86_64_TLSLD",
-        elf::R_X86_64_DTPOFF32 => "R_X86_64_DTPOFF32",
-        elf::R_X86_64_GOTPCRELX => "R_X86_64_GOTPCRELX",
-        elf::R_X86_64_REX_GOTPCRELX => "R_X86_64_REX_GOTPCRELX",
-        elf::R_X86_64_GOTOFF64 => "R_X86_64_GOTOFF64",
-        elf::R_X86_64_GOTPC32 => "R_X86_64_GOTPC32",
-        _ => return format!("R_X86_64_<{t}>"),
-    };
-    s.to_string()
-}
+pub use kpatch_file::reloc::reloc_name;

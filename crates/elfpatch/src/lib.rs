@@ -34,6 +34,6 @@ pub use image::{KPATCH_PREFIX, KPATCH_RELA_PREFIX, reloc_name};
 pub use info::{PatchedFunction, patched_functions};
 pub use output::write_file_atomically;
 pub use patch_cfi::{KPATCH_EH_FRAME, KPATCH_RELA_EH_FRAME};
-pub use rel_fixup::{ALLOWED_RELOCATIONS, FixupError, rel_fixup};
+pub use rel_fixup::{FixupError, rel_fixup};
 pub use strip::{keeps_bytes, strip};
 pub use undo_link::undo_link;

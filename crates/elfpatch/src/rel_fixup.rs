@@ -44,22 +44,6 @@ pub enum FixupError {
     Patch(Error),
 }
 
-/// Relocation types the doctor is promised to see after `--rel-fixup`.
-pub const ALLOWED_RELOCATIONS: &[u32] = &[
-    elf::R_X86_64_NONE,
-    elf::R_X86_64_64,
-    elf::R_X86_64_PC32,
-    elf::R_X86_64_32,
-    elf::R_X86_64_32S,
-    elf::R_X86_64_PC64,
-    // Only against undefined symbols: the jump table serves as GOT.
-    elf::R_X86_64_GOTPCREL,
-    elf::R_X86_64_GOTPCRELX,
-    elf::R_X86_64_REX_GOTPCRELX,
-    elf::R_X86_64_TPOFF32,
-    elf::R_X86_64_GOTTPOFF,
-];
-
 fn is_got_relative(t: u32) -> bool {
     matches!(
         t,
@@ -217,7 +201,7 @@ fn retype(ctx: &Ctx, img: &mut Image, target: usize, site: &Site, r: &mut Rela) 
             r.r_addend.set(LE, slot as i64);
             Ok(r_type)
         }
-        t if ALLOWED_RELOCATIONS.contains(&t) => Ok(t),
+        t if kpatch_file::reloc::in_patch(t) => Ok(t),
         t => Err(unsupported(site, t, "")),
     }
 }

@@ -29,9 +29,8 @@ const KPATCH_INFO: &str = ".kpatch.info";
 /// relocation shows nothing that looks like an address.
 fn clear_relocated_fields(info: &mut [u8], relas: &[Rela]) {
     for r in relas {
-        let width = match rela_type(r) {
-            elf::R_X86_64_64 | elf::R_X86_64_PC64 => 8,
-            elf::R_X86_64_32 | elf::R_X86_64_32S | elf::R_X86_64_PC32 => 4,
+        let width = match kpatch_file::reloc::reloc(rela_type(r)) {
+            Some(k) if !k.reads_slot && k.width > 0 => usize::from(k.width),
             _ => continue,
         };
         let at = r.r_offset.get(LE) as usize;

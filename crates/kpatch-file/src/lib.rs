@@ -3,11 +3,14 @@
 //! A `.kpatch` file is a fixed 688-byte header (LibCare layout, little-endian)
 //! followed by the patch ELF object produced by `kpatch_strip`, padded to 16
 //! bytes. This crate owns that layout and the 48-byte `.kpatch.info` entry
-//! layout, and nothing else: it never opens files, never parses the inner ELF
+//! layout, and the table of relocation types a patch ELF may carry
+//! (`reloc`), and nothing else: it never opens files, never parses the inner ELF
 //! and never decides policy (which patch fits which process). Callers hand it
 //! bytes and get typed values or a typed error back.
 
 use std::fmt;
+
+pub mod reloc;
 
 /// Size of the header that precedes the patch ELF.
 pub const HEADER_SIZE: usize = 688;

@@ -307,7 +307,7 @@ pub fn check_contract(data: &[u8]) -> Vec<Reloc> {
             // against the original and left the linker's value in place.
             let tls_checked = r_type == elf::R_X86_64_NONE && sym.st_type() == elf::STT_TLS;
             assert!(
-                elfpatch::ALLOWED_RELOCATIONS.contains(&r_type)
+                kpatch_file::reloc::in_patch(r_type)
                     && (r_type != elf::R_X86_64_NONE || tls_checked),
                 "disallowed relocation {rel:?}"
             );
