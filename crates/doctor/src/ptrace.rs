@@ -1,7 +1,7 @@
 //! The ptrace and signal primitives the doctor uses on one thread at a time.
 //!
-//! This is the only module of the crate allowed to use `unsafe` (for the one
-//! call nix does not wrap: `tgkill`). Everything here is a thin, typed layer
+//! This is the only module of the crate allowed to use `unsafe` (for the
+//! calls nix does not wrap: `tgkill`, the XSAVE register set, `sigpending`). Everything here is a thin, typed layer
 //! over the kernel interface; policy (which thread, when, what to restore)
 //! lives in `patient`.
 #![allow(unsafe_code)]
@@ -140,6 +140,71 @@ pub fn getregs(tid: i32) -> Result<Regs> {
 
 pub fn setregs(tid: i32, regs: &Regs) -> Result<()> {
     ptrace::setregs(Pid::from_raw(tid), *regs).map_err(pt("SETREGS", tid))
+}
+
+/// `NT_X86_XSTATE`: the register set of the whole XSAVE area (x87, SSE,
+/// AVX and what else the CPU has).
+const NT_X86_XSTATE: usize = 0x202;
+
+/// Large enough for every XSAVE layout of today's CPUs (AMX tiles
+/// included); the kernel says how much it filled.
+const XSTATE_MAX: usize = 16 * 1024;
+
+/// The thread's floating-point and vector registers, in the kernel's XSAVE
+/// layout, to be given back by `set_xstate`.
+pub fn get_xstate(tid: i32) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; XSTATE_MAX];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: PTRACE_GETREGSET writes at most iov_len bytes into the buffer
+    // iov points to, which we own and keep alive across the call, and
+    // updates iov_len; the thread is traced by us and stopped.
+    let rc = unsafe {
+        libc::ptrace(
+            libc::PTRACE_GETREGSET,
+            tid,
+            NT_X86_XSTATE as *mut libc::c_void,
+            (&mut iov as *mut libc::iovec).cast::<libc::c_void>(),
+        )
+    };
+    if rc < 0 {
+        return Err(Error::Ptrace {
+            op: "GETREGSET(NT_X86_XSTATE)",
+            tid,
+            source: nix::errno::Errno::last(),
+        });
+    }
+    buf.truncate(iov.iov_len);
+    Ok(buf)
+}
+
+/// Gives a thread back the registers `get_xstate` read.
+pub fn set_xstate(tid: i32, state: &[u8]) -> Result<()> {
+    let mut buf = state.to_vec();
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: PTRACE_SETREGSET reads iov_len bytes from our own buffer,
+    // alive across the call; the thread is traced by us and stopped.
+    let rc = unsafe {
+        libc::ptrace(
+            libc::PTRACE_SETREGSET,
+            tid,
+            NT_X86_XSTATE as *mut libc::c_void,
+            (&mut iov as *mut libc::iovec).cast::<libc::c_void>(),
+        )
+    };
+    if rc < 0 {
+        return Err(Error::Ptrace {
+            op: "SETREGSET(NT_X86_XSTATE)",
+            tid,
+            source: nix::errno::Errno::last(),
+        });
+    }
+    Ok(())
 }
 
 pub fn step(tid: i32) -> Result<()> {

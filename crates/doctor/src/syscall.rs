@@ -8,7 +8,8 @@
 //! Function calls (IFUNC resolvers): the main thread calls the function with
 //! a return address of 0 pushed well below its stack pointer; the fault at
 //! address 0 on return hands control back with the result in `rax`, and the
-//! thread is put back as it was (the fault is never delivered).
+//! thread is put back as it was, vector registers included (the fault is
+//! never delivered).
 
 use std::time::{Duration, Instant};
 
@@ -105,6 +106,10 @@ impl Held {
     ) -> Result<u64> {
         let tid = self.call_tid()?;
         let saved = ptrace::getregs(tid)?;
+        // The called function may use any vector register (memcpy, memset
+        // do); the thread may have had live values in them where it was
+        // stopped, which is not always a call boundary.
+        let saved_vector = ptrace::get_xstate(tid)?;
         // Far below the red zone and whatever the thread was doing, aligned
         // as at a call site (rsp + 8 is 16-aligned inside the callee).
         let sp = ((saved.rsp - 8192) & !0xf) - 8;
@@ -184,6 +189,7 @@ impl Held {
             }
         };
         ptrace::setregs(tid, &saved)?;
+        ptrace::set_xstate(tid, &saved_vector)?;
         outcome
     }
 

@@ -139,3 +139,71 @@ fn holding_a_missing_process_says_so() {
     let e = Held::hold(999_999_999).err().expect("no such process");
     assert!(e.to_string().contains("does not exist"), "{e}");
 }
+
+/// A function injected into a thread that was stopped in the middle of its
+/// own work (not at a call boundary, not in a syscall) leaves its vector
+/// registers as they were: the patient keeps a value in %xmm0 across a
+/// spin loop and checks it; the called function zeroes %xmm0.
+#[test]
+fn an_injected_call_leaves_vector_registers_as_they_were() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("spin.c");
+    std::fs::write(
+        &src,
+        r#"
+#include <stdio.h>
+__attribute__((noipa)) long clobber(void)
+{
+	__asm__ volatile("pxor %%xmm0, %%xmm0" ::: "xmm0");
+	return 7;
+}
+int main(void)
+{
+	for (;;) {
+		long seen;
+		/* %xmm0 holds the value for about a second of spinning. */
+		__asm__ volatile(
+			"movabs $0x1122334455667788, %%rax\n\t"
+			"movq %%rax, %%xmm0\n\t"
+			"mov $600000000, %%rcx\n"
+			"1:\tdec %%rcx\n\t"
+			"jnz 1b\n\t"
+			"movq %%xmm0, %0"
+			: "=r"(seen) : : "rax", "rcx", "xmm0");
+		printf(seen == 0x1122334455667788L ? "intact\n" : "clobbered\n");
+		fflush(stdout);
+	}
+}
+"#,
+    )
+    .unwrap();
+    let exe = dir.path().join("spin");
+    let ok = Command::new("gcc")
+        .args(["-O1", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let mut kid = Kid(Command::new(&exe)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap());
+    let pid = kid.0.id() as i32;
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(kid.0.stdout.take().unwrap()));
+    assert_eq!(lines.next().unwrap().unwrap(), "intact");
+    let m = maps::read(pid).unwrap();
+    let objs = object::loaded_objects(pid, &m).unwrap();
+    let main = objs.iter().find(|o| o.is_main).unwrap();
+    let clobber = main.lookup_any("clobber").expect("clobber in .symtab").addr;
+    {
+        let mut held = Held::hold(pid).unwrap();
+        // Only the spinning thread exists: it runs the call.
+        let in_loop = held.threads()[0].regs.rip;
+        assert!(!(in_loop >= clobber && in_loop < clobber + 16));
+        assert_eq!(held.call(clobber, [0; 6]).unwrap(), 7);
+    }
+    // The loop in progress when we called finishes with what it holds.
+    assert_eq!(lines.next().unwrap().unwrap(), "intact");
+}
