@@ -471,6 +471,13 @@ impl<'r, 'p, 'o> Emitter<'r, 'p, 'o> {
                 Some(o) => (o.to_string(), format!("{o}.Lfe - {o}")),
                 None => ("0".to_string(), "0".to_string()),
             };
+            let entry = kpatch_file::InfoEntry::assembly(
+                &daddr,
+                &fout,
+                &dlen,
+                &format!("{base}.kpatch_end - {fout}"),
+                &format!("kpatch_strtab{n}"),
+            );
             let _ = write!(
                 info,
                 "\t.pushsection\t.kpatch.strtab,\"aR\",@progbits\n\
@@ -480,14 +487,7 @@ impl<'r, 'p, 'o> Emitter<'r, 'p, 'o> {
                  \t.pushsection\t.kpatch.info,\"awR\",@progbits\n\
                  \t.balign 8\n\
                  {base}.Lpi:\n\
-                 \t.quad\t{daddr}\n\
-                 \t.quad\t{fout}\n\
-                 \t.long\t{dlen}\n\
-                 \t.long\t{base}.kpatch_end - {fout}\n\
-                 \t.quad\tkpatch_strtab{n}\n\
-                 \t.quad\t0\n\
-                 \t.long\t0\n\
-                 \t.long\t0\n\
+                 {entry}\
                  \t.popsection\n"
             );
         }

@@ -323,6 +323,26 @@ impl InfoEntry {
         b
     }
 
+    /// The entry as GNU assembler directives, one field a line in layout
+    /// order, for `kpatch_gensrc`'s output: each argument is an assembler
+    /// expression (`fn`, `fn.Lfe - fn`, `0`); `vaddr` and `flags` are 0.
+    pub fn assembly(daddr: &str, saddr: &str, dlen: &str, slen: &str, symstr: &str) -> String {
+        let fields: [(usize, &str, &str); 8] = [
+            (Self::DADDR_OFF, ".quad", daddr),
+            (Self::SADDR_OFF, ".quad", saddr),
+            (Self::DLEN_OFF, ".long", dlen),
+            (Self::SLEN_OFF, ".long", slen),
+            (Self::SYMSTR_OFF, ".quad", symstr),
+            (Self::VADDR_OFF, ".quad", "0"),
+            (Self::FLAGS_OFF, ".long", "0"),
+            (Self::FLAGS_OFF + 4, ".long", "0"),
+        ];
+        fields
+            .iter()
+            .map(|(_, directive, value)| format!("\t{directive}\t{value}\n"))
+            .collect()
+    }
+
     pub fn is_terminator(&self) -> bool {
         *self == InfoEntry::default()
     }
@@ -348,6 +368,37 @@ pub fn parse_info(section: &[u8]) -> Result<Vec<InfoEntry>, Error> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn info_entry_assembly_fills_the_48_bytes_in_layout_order() {
+        let text = InfoEntry::assembly("f", "f.kpatch", "f.Lfe - f", "n", "s1");
+        let sizes: Vec<usize> = text
+            .lines()
+            .map(|l| if l.contains(".quad") { 8 } else { 4 })
+            .collect();
+        assert_eq!(sizes.iter().sum::<usize>(), INFO_ENTRY_SIZE);
+        let offsets: Vec<usize> = sizes
+            .iter()
+            .scan(0, |at, n| {
+                let o = *at;
+                *at += n;
+                Some(o)
+            })
+            .collect();
+        assert_eq!(
+            &offsets[..7],
+            &[
+                InfoEntry::DADDR_OFF,
+                InfoEntry::SADDR_OFF,
+                InfoEntry::DLEN_OFF,
+                InfoEntry::SLEN_OFF,
+                InfoEntry::SYMSTR_OFF,
+                InfoEntry::VADDR_OFF,
+                InfoEntry::FLAGS_OFF
+            ]
+        );
+        assert!(text.starts_with("\t.quad\tf\n\t.quad\tf.kpatch\n\t.long\tf.Lfe - f\n"));
+    }
     use super::*;
 
     fn sample(checksum: bool) -> Vec<u8> {
