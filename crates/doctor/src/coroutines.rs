@@ -23,13 +23,12 @@
 //! the patient is refused, naming the object that uses `makecontext`, as
 //! LibCare does.
 
-use iced_x86::{Decoder, DecoderOptions, FlowControl};
-
 use crate::error::{Error, Result};
 use crate::maps::Mapping;
 use crate::object::LoadedObject;
 use crate::patient::Held;
 use crate::safety::Busy;
+use crate::stack_scan;
 use crate::unwind::{self, Memory, Registers, Tables};
 
 /// The functions that give a patient stacks of its own making.
@@ -104,22 +103,8 @@ fn writable(m: &Mapping) -> bool {
     m.perms.as_bytes().get(1) == Some(&b'w')
 }
 
-/// Whether the bytes before `ret` end with a call instruction.
 fn after_call(mem: &dyn Memory, ret: u64) -> bool {
-    let mut code = [0u8; 7];
-    if ret < 7 || mem.read(ret - 7, &mut code).is_err() {
-        return false;
-    }
-    [2usize, 3, 5, 6, 7].iter().any(|&len| {
-        let mut d = Decoder::with_ip(64, &code[7 - len..], ret - len as u64, DecoderOptions::NONE);
-        let insn = d.decode();
-        !insn.is_invalid()
-            && insn.len() == len
-            && matches!(
-                insn.flow_control(),
-                FlowControl::Call | FlowControl::IndirectCall
-            )
-    })
+    stack_scan::after_call(|a, b| mem.read(a, b).is_ok(), ret)
 }
 
 /// Where the patient's threads are running: the stacks whose contexts are

@@ -21,10 +21,11 @@ fn executable(maps: &[Mapping], a: u64) -> bool {
         .any(|m| m.executable() && m.readable() && a >= m.start && a < m.end)
 }
 
-/// Whether the bytes before `ret` end with a call instruction.
-fn after_call(held: &Held, ret: u64) -> bool {
+/// Whether the bytes before `ret` end with a call instruction, reading
+/// them with `read` (false when they cannot be read).
+pub(crate) fn after_call(read: impl Fn(u64, &mut [u8]) -> bool, ret: u64) -> bool {
     let mut code = [0u8; 7];
-    if ret < 7 || held.read(ret - 7, &mut code).is_err() {
+    if ret < 7 || !read(ret - 7, &mut code) {
         return false;
     }
     [2usize, 3, 5, 6, 7].iter().any(|&len| {
@@ -51,7 +52,7 @@ pub fn return_out_of_busy(held: &Held, maps: &[Mapping], sp: u64, busy: &[Busy])
     let mut seen_busy = false;
     for w in words.chunks_exact(8) {
         let v = u64::from_le_bytes(w.try_into().expect("8 bytes"));
-        if !executable(maps, v) || !after_call(held, v) {
+        if !executable(maps, v) || !after_call(|a, b| held.read(a, b).is_ok(), v) {
             continue;
         }
         if inside(v) {
