@@ -25,7 +25,7 @@ use object::{LittleEndian as LE, SectionIndex};
 
 use support::tools::workspace_root;
 use support::{
-    Case, Flavour, Order, Patient, build_by_patch_make, build_by_recipe_in, build_id, ctl,
+    Case, Flavour, Order, Patient, build_by_patch_make, build_by_recipe_in, build_id, ctl, ctl_ok,
     patch_and_unpatch, refused, run_ok, snapshot, stderr, tool,
 };
 
@@ -78,18 +78,6 @@ impl Interop {
     fn is_after(&self, line: &str) -> bool {
         line.contains(&self.after)
     }
-}
-
-fn ctl_ok(patient: &mut Patient, args: &[&str]) {
-    let out = ctl(args);
-    let log = format!(
-        "libcare-ctl {} ({}):\n{}",
-        args.join(" "),
-        out.status,
-        stderr(&out)
-    );
-    assert!(out.status.success(), "{log}");
-    patient.note(log);
 }
 
 /// Runs `program`, patches it with `patch` (a file or a directory), checks

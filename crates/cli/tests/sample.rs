@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Patient, ctl, run_ok, tool};
+use support::{Patient, ctl_ok, run_ok, tool};
 use tempfile::TempDir;
 
 fn sample_dir() -> std::path::PathBuf {
@@ -71,19 +71,6 @@ impl Client {
         let mut words = stats.split(' ');
         format!("{} {}", words.next().unwrap(), words.next().unwrap())
     }
-}
-
-fn ctl_ok(server: &mut Patient, args: &[&str]) {
-    let out = ctl(args);
-    let log = format!(
-        "libcare-ctl {} ({}):\n{}{}",
-        args.join(" "),
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{log}");
-    server.note(log);
 }
 
 #[test]

@@ -8,7 +8,7 @@ use super::tools::ctl;
 
 /// Runs libcare-ctl, which must succeed; its log goes into the patient's
 /// notes so that a later failure shows what was done.
-fn ctl_ok(patient: &mut Patient, args: &[&str]) {
+pub fn ctl_ok(patient: &mut Patient, args: &[&str]) {
     let out = ctl(args);
     let log = format!(
         "libcare-ctl {} ({}):\n{}{}",

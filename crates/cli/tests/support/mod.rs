@@ -17,7 +17,7 @@ pub mod tools;
 
 pub use build::{Built, Flavour, Order, build_by_patch_make, build_by_recipe, build_by_recipe_in};
 pub use case::Case;
-pub use cycle::patch_and_unpatch;
+pub use cycle::{ctl_ok, patch_and_unpatch};
 pub use inspect::{refused, snapshot, stderr, stdout};
 pub use patient::Patient;
 pub use tools::{build_id, ctl, run_ok, tool};
