@@ -1141,3 +1141,59 @@ fn ctl_termination_does_not_wait_out_a_long_timeout() {
     assert_eq!(snapshot(pid), snap);
     assert!(patient.alive());
 }
+
+/// `patch --dry-run` goes as far as the first write and says what it would
+/// do: the seed's function would be applied at a region and the moment is
+/// safe; for a function that never returns, that it is not safe and why.
+/// Neither patient changes (code bytes, mappings, output); the real patch
+/// still works afterwards.
+#[test]
+fn ctl_dry_run_changes_nothing_and_tells_what_would_be_done() {
+    let (case, built) = seed();
+    let before = case.before.as_str();
+    let mut patient = Patient::start(&built);
+    patient.wait_for(before, &[]);
+    let pid = patient.pid();
+    let snap = snapshot(pid);
+    let patch = built.patch.to_str().unwrap();
+    let out = ctl(&["patch", "--dry-run", "-p", &pid.to_string(), patch]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = stdout(&out);
+    assert!(said.contains("dry run, safe now"), "{said}");
+    assert!(said.contains("would apply at 0x"), "{said}");
+    assert!(said.contains("i_m_being_patched"), "{said}");
+    patient.expect_steady(before, 3);
+    assert_eq!(snapshot(pid), snap, "a dry run wrote nothing");
+    let info = stdout(&ctl(&["info", "-p", &pid.to_string()]));
+    assert!(
+        !info.contains("level") && !info.contains("patch region"),
+        "{info}"
+    );
+    let out = ctl(&["patch", "-p", &pid.to_string(), patch]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    patient.wait_for(&case.after, &[before]);
+
+    let case = Case::load("ctl_busy");
+    let built = build_by_recipe(&case, Flavour::PIE_O2_G);
+    let mut busy = Patient::start(&built);
+    busy.wait_for(&case.before, &[]);
+    let pid = busy.pid();
+    let snap = snapshot(pid);
+    let out = ctl(&[
+        "-j",
+        "patch",
+        "--dry-run",
+        "-p",
+        &pid.to_string(),
+        built.patch.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    let status = report["status"].as_str().unwrap();
+    assert!(
+        status.contains("not safe now") && status.contains("`spin`"),
+        "{status}"
+    );
+    busy.expect_steady(&case.before, 2);
+    assert_eq!(snapshot(pid), snap, "a dry run wrote nothing");
+}

@@ -34,12 +34,19 @@ use crate::unpatch;
 pub struct Options {
     /// How long to wait for a safe moment.
     pub timeout: Duration,
+    /// Do everything up to the first write and report what would be done:
+    /// objects matched, symbols resolved, relocations computed, a region
+    /// chosen, the safety check made once on a short stop. Nothing is
+    /// written and no code runs in the patient (an IFUNC not bound yet is
+    /// reported, its resolver not called).
+    pub dry_run: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             timeout: Duration::from_secs(3),
+            dry_run: false,
         }
     }
 }
@@ -84,6 +91,15 @@ pub fn patch_process(pid: i32, patches: &[Patch], opts: &Options) -> Result<Proc
     // linker is still loading libraries): run it to the entry point under a
     // trap, then prepare and patch it there, before main runs.
     let early = match startup::entry_if_starting(pid)? {
+        // Running it to its entry point plants a trap: not for a dry run.
+        Some(_) if opts.dry_run => {
+            return Err(Error::Unsupported {
+                patch: String::new(),
+                what: format!(
+                    "dry run of process {pid}, which has not reached its entry point yet"
+                ),
+            });
+        }
         Some(entry) => Some(startup::run_to_entry(pid, entry, opts.timeout)?),
         None => None,
     };
@@ -153,7 +169,14 @@ fn run(
         patch_frames::add_from_patient(&mut checker, pid, r);
     }
     let unwinders = patch_frames::unwinder_functions(&objects);
-    let (ifuncs, ifunc_stop) = call_ifunc_resolvers(pid, patches, &todo, &objects, early.as_mut())?;
+    let (ifuncs, ifunc_stop) = if opts.dry_run {
+        (
+            unbound_ifuncs_as_resolvers(pid, patches, &todo, &objects),
+            Duration::ZERO,
+        )
+    } else {
+        call_ifunc_resolvers(pid, patches, &todo, &objects, early.as_mut())?
+    };
     let replaced_code: Vec<Busy> = replace
         .iter()
         .flat_map(|r| unpatch::busy_ranges(r, &record::function_names(pid, r)))
@@ -184,6 +207,9 @@ fn run(
         prepared.push(p);
     }
 
+    if opts.dry_run {
+        return dry_run(pid, &scene, &prepared, &checker, report);
+    }
     let syscall_insn = crate::syscall::find_syscall_insn(pid, &maps);
     let mut held = match early {
         Some(h) => h,
@@ -315,6 +341,77 @@ fn switch(
     unpatch::release_regions(held, scene.maps, replace, unpatch::RELEASE_BUDGET);
     unpatch::release_regions(held, scene.maps, scene.retired, unpatch::RELEASE_BUDGET);
     Ok(())
+}
+
+/// The IFUNCs a real run would resolve by calling their resolvers, mapped
+/// to the resolvers themselves: a dry run computes relocations with them
+/// (their values are never written) and says so.
+fn unbound_ifuncs_as_resolvers(
+    pid: i32,
+    patches: &[Patch],
+    todo: &[(usize, usize)],
+    objects: &[LoadedObject],
+) -> HashMap<String, u64> {
+    let mut out = HashMap::new();
+    for &(pi, _) in todo {
+        for (name, resolver) in resolve::unbound_ifuncs(pid, &patches[pi], objects) {
+            tracing::info!("dry run: would call the resolver of IFUNC `{name}` at {resolver:#x}");
+            out.insert(name, resolver);
+        }
+    }
+    out
+}
+
+/// The end of a dry run: one short stop for the safety check, then the
+/// report of what would be applied and whether the moment was safe.
+fn dry_run(
+    pid: i32,
+    scene: &Scene<'_>,
+    prepared: &[Prepared],
+    checker: &Checker,
+    mut report: ProcessReport,
+) -> Result<ProcessReport> {
+    let mut busy: Vec<Busy> = scene.replaced_code.to_vec();
+    for p in prepared {
+        busy.extend(
+            p.hunks
+                .iter()
+                .zip(p.entries.iter().filter(|e| !e.is_new_function()))
+                .map(|(h, e)| Busy {
+                    function: h.function.clone(),
+                    start: e.daddr,
+                    end: e.daddr + u64::from(e.dlen),
+                }),
+        );
+    }
+    let held = Held::hold(pid)?;
+    let blocker = checker.blockers(&held, &busy).into_iter().next();
+    report.stopped_us = held.stopped_for().as_micros() as u64;
+    drop(held);
+    for p in prepared {
+        report.patches.push(PatchOutcome {
+            build_id: scene.patches[p.patch].header.build_id.clone(),
+            object: scene.objects[p.target].name.clone(),
+            level: scene.patches[p.patch].level(),
+            region: p.base,
+            functions: p.hunks.iter().map(|h| h.function.clone()).collect(),
+            state: format!("would apply at {:#x}", p.base),
+        });
+    }
+    report.hunks = prepared.iter().map(|p| p.hunks.len()).sum();
+    report.status = match blocker {
+        None => "dry run, safe now".into(),
+        Some(b) if b.function.is_empty() => format!(
+            "dry run, not safe now (thread {}: {}); a patch would wait up to its timeout",
+            b.tid, b.detail
+        ),
+        Some(b) => format!(
+            "dry run, not safe now (thread {} in `{}`: {}); a patch would wait up to its timeout",
+            b.tid, b.function, b.detail
+        ),
+    };
+    report.collect_objects();
+    Ok(report)
 }
 
 /// Calls, in one short stop, the resolvers of the IFUNCs the patches need

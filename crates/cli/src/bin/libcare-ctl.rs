@@ -38,6 +38,10 @@ enum Command {
         /// Seconds to wait for a moment when no thread runs a replaced function
         #[arg(long = "timeout", value_name = "SECS", default_value_t = 3.0)]
         timeout: f64,
+        /// Do everything up to the first write (match, resolve, relocate, choose a
+        /// region, check safety once on a short stop), report, change nothing
+        #[arg(long = "dry-run")]
+        dry_run: bool,
         /// A .kpatch file, a directory of <BuildID>.kpatch, or <BuildID>/<level>/kpatch.bin storage
         #[arg(value_name = "PATCH")]
         patch: PathBuf,
@@ -121,10 +125,11 @@ fn failed(json: bool, pid: i32, e: &doctor::Error) {
     }
 }
 
-fn patch(pid_arg: &str, json: bool, secs: f64, path: &Path) -> Result<bool> {
+fn patch(pid_arg: &str, json: bool, secs: f64, dry_run: bool, path: &Path) -> Result<bool> {
     let storage = Storage::open(path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let opts = doctor::Options {
         timeout: timeout(secs)?,
+        dry_run,
     };
     let (pids, all) = pids(pid_arg)?;
     let mut ok = true;
@@ -345,8 +350,9 @@ fn main() -> ExitCode {
         Command::Patch {
             pid,
             timeout,
+            dry_run,
             patch: p,
-        } => patch(pid, cli.json, *timeout, p),
+        } => patch(pid, cli.json, *timeout, *dry_run, p),
         Command::Unpatch {
             pid,
             timeout,
