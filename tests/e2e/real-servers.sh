@@ -19,12 +19,16 @@
 #   memcached      1.6.18: upstream issue 1100, `me` prints exp= with the
 #                  wrong sign; the function is inlined into a clone of the
 #                  command dispatcher (process_command_ascii.part.0).
-#   redis          7.0.15: Debian 12's source already carries the fix for
-#                  CVE-2024-31227 (the bug is not visible), so this case
-#                  uses upstream #12452 (Redis 7.2.0, not in Debian 12's
-#                  7.0.15): ACLMergeSelectorArguments() restarts the
-#                  selector on a second '(' so `ACL SETUSER u (+PING (+SELECT
-#                  (+DEL )` answers OK (and leaks); fixed, it is an error.
+#   redis          7.0.15: not CVE-2024-31227: Debian 12's source has no
+#                  visible bug there (its patch 0002-Fix-Read-Write-key-
+#                  pattern-selector-CVE-2024-51741 rewrote that check in
+#                  ACLSetSelector(): `ACL SETUSER u1 '%~'` is already an
+#                  error). Instead upstream #12452 (Redis 7.2.0, "false
+#                  success and a memory leak for ACL selector with bad
+#                  parenthesis combination", not in Debian 12's 7.0.15):
+#                  ACLMergeSelectorArguments() restarts the selector on a
+#                  second '(', so `ACL SETUSER u (+PING (+SELECT (+DEL )`
+#                  answers OK (and leaks); fixed, it is a syntax error.
 #   nginx          1.22.1, master_process off: ngx_http_script_regex_end_code()
 #                  does not reset e->is_args, so a rewrite after a rewrite
 #                  with arguments over-escapes its capture.
@@ -146,11 +150,10 @@ build_tools() {
 }
 
 # --- sources -------------------------------------------------------------------
-# fetch_source PKG -> prints the unpacked source directory. SOURCE_HOW says
-# what was used.
-SOURCE_HOW=""
+# fetch_source PKG [FIX] -> prints the unpacked source directory;
+# $CACHE/src/PKG/.how says what was used.
 fetch_source() {
-	local pkg=$1 dir="$CACHE/src/$1" d
+	local pkg=$1 fix=${2:-} dir="$CACHE/src/$1" d
 	mkdir -p "$dir"
 	if [ ! -f "$dir/.done" ]; then
 		rm -rf "${dir:?}"/*
@@ -170,9 +173,21 @@ fetch_source() {
 		fi
 		touch "$dir/.done"
 	fi
-	SOURCE_HOW=$(cat "$dir/.how")
 	d=$(find "$dir" -mindepth 1 -maxdepth 1 -type d -name "${pkg}-*" | head -n 1)
 	[ -n "$d" ] || die "no unpacked ${pkg}-* in $dir"
+	# Debian may ship the fix already (then there is no bug to show): use
+	# the upstream orig tarball of the same source package instead.
+	if [ -n "$fix" ] && (cd "$d" && patch -p1 -R --dry-run -s -f <"$fix" >/dev/null 2>&1); then
+		local orig
+		orig=$(ls "$dir"/"${pkg}"_*.orig.tar.* 2>/dev/null | head -n 1)
+		[ -n "$orig" ] || die "$pkg: Debian's source already has the fix and there is no orig tarball"
+		if [ ! -d "$dir/orig" ]; then
+			log "$pkg: Debian's source already contains the fix; using $(basename "$orig")"
+			mkdir -p "$dir/orig" && tar xf "$orig" -C "$dir/orig"
+			echo "orig tarball $(basename "$orig") of apt-get source $pkg (Debian's patched source already has the fix)" >"$dir/.how"
+		fi
+		d=$(find "$dir/orig" -mindepth 1 -maxdepth 1 -type d -name "${pkg}-*" | head -n 1)
+	fi
 	echo "$d"
 }
 
@@ -185,7 +200,7 @@ fetch_source() {
 build_case() {
 	local name=$1 pkg=$2 fix=$3 binpath=$4 configure=$5 lpm_env=$6 lpm_args=$7 plain_make=$8
 	local src key stamp b p t0 t1
-	src=$(fetch_source "$pkg")
+	src=$(fetch_source "$pkg" "$fix")
 	b="$CACHE/build/$name-lpm"
 	p="$CACHE/build/$name-plain"
 	stamp="$CACHE/build/$name.stamp"
@@ -513,7 +528,6 @@ for c in $CASES; do
 	mkdir -p "$CASE_DIR"
 	CASE_OK=1
 	CASE_RESULT=()
-	SOURCE_HOW=""
 	log "=== $c"
 	t0=$(date +%s)
 	fn="case_${c//-/_}"
