@@ -34,7 +34,10 @@
 #                  with arguments over-escapes its capture.
 #   nginx-workers  the same with a master and two workers; the master and
 #                  every worker are patched (their PIDs listed).
-# glibc is not part of the suite yet (see BENCHMARKS.md).
+#   glibc          opt-in (LIBCARE_E2E_GLIBC=1 or glibc in LIBCARE_E2E_CASES):
+#                  Debian 12's glibc 2.36 with its CVE-2025-15281 fix
+#                  (wordexp with WRDE_REUSE|WRDE_APPEND) reverted, patched
+#                  back live into a program run with the build's testrun.sh.
 #
 # Environment:
 #   LIBCARE_E2E_CASES    cases to run (space separated)
@@ -42,6 +45,8 @@
 #                        a build is redone only when its fix or the tools change
 #   LIBCARE_E2E_RESULTS  results JSON (default $LIBCARE_E2E_CACHE/results.json)
 #   LIBCARE_E2E_JOBS     build jobs (default: number of CPUs)
+#   LIBCARE_E2E_GLIBC=1  add the glibc case (long build; see BENCHMARKS.md)
+#   LIBCARE_E2E_GLIBC_PLAIN=0  no plain glibc build for the timing
 #
 # Exits non-zero when a case fails: a bug not shown before the patch, not
 # fixed after it or not back after unpatching, any failed request, a load
@@ -52,6 +57,11 @@ REPO=$(cd "$(dirname "$0")/../.." && pwd)
 FIXES="$REPO/tests/e2e/fixes"
 CACHE=${LIBCARE_E2E_CACHE:-/var/cache/libcare-e2e}
 CASES=${LIBCARE_E2E_CASES:-"memcached redis nginx nginx-workers"}
+# glibc builds the whole library three times (original and patched stage,
+# plain build for the timing): opt-in.
+if [ "${LIBCARE_E2E_GLIBC:-0}" = 1 ] && [[ " $CASES " != *" glibc "* ]]; then
+	CASES="$CASES glibc"
+fi
 RESULTS=${LIBCARE_E2E_RESULTS:-$CACHE/results.json}
 JOBS=${LIBCARE_E2E_JOBS:-$(nproc)}
 BIN="$REPO/target/release"
@@ -96,6 +106,8 @@ stop_pid() {
 # (redis-cli, redis-benchmark), libmemcached-tools (memcaslap), wrk, curl.
 PACKAGES="dpkg-dev gcc make patch pkg-config libevent-dev libpcre2-dev libssl-dev zlib1g-dev
  libjemalloc-dev redis-tools libmemcached-tools wrk curl jq util-linux"
+# glibc's configure: gawk, bison, python3
+[[ " $CASES " == *" glibc "* ]] && PACKAGES="$PACKAGES gawk bison python3"
 
 has_deb_src() {
 	grep -qsE '^[[:space:]]*deb-src[[:space:]]' /etc/apt/sources.list /etc/apt/sources.list.d/*.list && return 0
@@ -514,6 +526,102 @@ case_nginx() {
 case_nginx_workers() {
 	CASE_BUG="ngx_http_script_regex_end_code() does not reset e->is_args (master + 2 workers, all patched)"
 	nginx_case on
+}
+
+# =============================================================================
+# glibc (opt-in: LIBCARE_E2E_GLIBC=1)
+# =============================================================================
+# Debian 12's glibc source already has the fix (in git-updates.diff, the
+# release/2.36 branch); the original is that source with this one hunk
+# reverted, i.e. Debian's glibc as it was before the fix, and the patch is
+# the hunk itself. glibc builds out of tree: configure and libcare-patch-make
+# run in build/ with -s pointing at the source.
+case_glibc() {
+	CASE_BUG="CVE-2025-15281: wordexp(WRDE_REUSE|WRDE_APPEND) keeps the freed word count"
+	local fix="$FIXES/glibc-wordexp.diff" deb src b p stamp key t0 t1
+	deb=$(fetch_source glibc)
+	# the source next to its build directories (configured as ../glibc-2.36)
+	src="$CACHE/build/glibc/glibc-2.36"
+	if [ ! -f "$src/.done" ]; then
+		mkdir -p "$CACHE/build/glibc"
+		rm -rf "$src" && cp -a "$deb" "$src"
+		(cd "$src" && patch -p1 -R -s <"$fix") || die "glibc: cannot revert the fix from Debian's source"
+		touch "$src/.done"
+	fi
+	echo "apt-get source glibc ($(sed -n 's/.*Get:.* \([^ ]*\) (dsc).*/\1/p' "$CACHE/src/glibc/apt-get-source.log" | head -n 1)), with the fix's hunk of debian/patches/git-updates.diff reverted" >"$CACHE/src/glibc/.how"
+	b="$CACHE/build/glibc/lpm"
+	p="$CACHE/build/glibc/plain"
+	stamp="$CACHE/build/glibc/stamp"
+	key=$( (sha256sum "$fix"; sha256sum "$BIN"/libcare-cc "$BIN"/libcare-patch-make "$BIN"/kpatch_gensrc \
+		"$BIN"/kpatch_strip "$BIN"/kpatch_make) | sha256sum | cut -c1-16)
+	BUILD_CACHED=no
+	if [ -f "$stamp" ] && [ "$(sed -n 1p "$stamp")" = "$key" ]; then
+		BUILD_CACHED=yes
+		log "glibc: builds cached (key $key)"
+	else
+		rm -rf "$b" "$p" "$stamp"
+		mkdir -p "$b" "$p"
+		log "glibc: libcare-patch-make in $b (long: the whole library twice)"
+		(cd "$b" && KPATCH_STAGE=configure CC=libcare-cc ../glibc-2.36/configure \
+			--prefix=/usr --disable-werror >configure.log 2>&1) || die "glibc: configure failed, see $b/configure.log"
+		t0=$(date +%s.%N)
+		(cd "$b" && libcare-patch-make -j "$JOBS" -s ../glibc-2.36 "$fix" >lpm.log 2>&1) ||
+			{ tail -n 20 "$b/lpm.log" >&2; die "glibc: libcare-patch-make failed, see $b/lpm.log"; }
+		t1=$(date +%s.%N)
+		LPM_SECS=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}')
+		PLAIN_SECS=""
+		if [ "${LIBCARE_E2E_GLIBC_PLAIN:-1}" = 1 ]; then
+			log "glibc: plain build (gcc) in $p"
+			(cd "$p" && CC=gcc ../glibc-2.36/configure --prefix=/usr --disable-werror \
+				>configure.log 2>&1) || die "glibc: plain configure failed"
+			t0=$(date +%s.%N)
+			(cd "$p" && make -j"$JOBS" >make.log 2>&1) || die "glibc: plain build failed, see $p/make.log"
+			t1=$(date +%s.%N)
+			PLAIN_SECS=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}')
+		fi
+		printf '%s\n%s\n%s\n' "$key" "$LPM_SECS" "$PLAIN_SECS" >"$stamp"
+	fi
+	LPM_SECS=$(sed -n 2p "$stamp")
+	PLAIN_SECS=$(sed -n 3p "$stamp")
+	grep 'libcare-patch-make: patch for' "$b/lpm.log" >&2 || true
+	KPATCH=$(grep -o 'patch for [^ ]*libc.so[^ ]*  BuildID [0-9a-f]*' "$b/lpm.log" | awk '{print $NF}' | head -n 1)
+	[ -n "$KPATCH" ] && KPATCH="$b/patchroot/$KPATCH.kpatch"
+	[ -f "$KPATCH" ] || die "glibc: no .kpatch for libc.so.6 in $b/patchroot"
+	log "glibc: libcare-patch-make ${LPM_SECS}s, plain make ${PLAIN_SECS:-?}s"
+
+	# testrun.sh runs a program with the build tree's ld.so and libc.so.6;
+	# the patched stage left its own build there, so put the original
+	# stage's (installed into lpmake/, same BuildID as the .kpatch's
+	# target) back first.
+	local libc ldso
+	libc=$(find "$b/lpmake" -name 'libc.so.6' | head -n 1)
+	ldso=$(find "$b/lpmake" -name 'ld-linux-x86-64.so.2' | head -n 1)
+	[ -n "$libc" ] && [ -n "$ldso" ] || die "glibc: no libc.so.6 or ld.so in $b/lpmake"
+	cp -L "$libc" "$b/libc.so.6.orig" && mv -f "$b/libc.so.6.orig" "$(readlink -f "$b/libc.so.6")"
+	cp -L "$ldso" "$b/ld.so.orig" && mv -f "$b/ld.so.orig" "$(readlink -f "$b/elf/ld-linux-x86-64.so.2")"
+	gcc -O2 -o "$CASE_DIR/wordexp-loop" "$REPO/tests/e2e/glibc-wordexp.c"
+
+	local pid out stopped un completed failed stall states
+	"$b/testrun.sh" "$CASE_DIR/wordexp-loop" 6000 >"$CASE_DIR/out.log" 2>&1 &
+	pid=$!
+	started "$pid"
+	sleep 2
+	check "program alive before the patch" alive "$pid"
+	check "runs the built libc.so.6" grep -q "$b/libc.so" "/proc/$pid/maps"
+	stopped=$(ctl patch "$pid" "$KPATCH") || CASE_OK=0
+	log "  patched: stopped ${stopped:-?} us"
+	sleep 2
+	un=$(ctl unpatch "$pid") || CASE_OK=0
+	log "  unpatched: stopped ${un:-?} us"
+	wait "$pid" || true
+	states=$(grep -o 'wordc=[0-9]*' "$CASE_DIR/out.log" | paste -sd ' ' -)
+	log "  program output states: $states"
+	check "bug, fixed, bug again (wordc=3 wordc=1 wordc=3)" [ "$states" = "wordc=3 wordc=1 wordc=3" ]
+	read -r completed failed stall <<<"$(sed -nE 's/^iterations=([0-9]+) failed=([0-9]+) max_gap_us=([0-9]+)$/\1 \2 \3/p' "$CASE_DIR/out.log")"
+	check "all iterations completed (${completed:-none})" [ "${completed:-0}" = 6000 ]
+	check "no failed call (${failed:-?})" [ "${failed:-1}" = 0 ]
+	[ -n "$stall" ] && stall=$(awk -v s="$stall" 'BEGIN{print s / 1000}')
+	CASE_RESULT=("$completed" "$failed" "$stall" "" "$stopped")
 }
 
 # =============================================================================
