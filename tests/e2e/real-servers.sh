@@ -88,14 +88,25 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 started() { STARTED+=("$@"); }
+# a process that ended is forgotten, so that its PID, if reused, is not killed
+forget() {
+	local keep=() p q
+	for p in "${STARTED[@]}"; do
+		for q in "$@"; do [ "$p" = "$q" ] && continue 2; done
+		keep+=("$p")
+	done
+	STARTED=("${keep[@]}")
+}
 stop_pid() {
 	local p=$1 i
-	kill -TERM "$p" 2>/dev/null || return 0
+	kill -TERM "$p" 2>/dev/null || { forget "$p"; return 0; }
 	for i in $(seq 50); do
-		kill -0 "$p" 2>/dev/null || return 0
+		kill -0 "$p" 2>/dev/null || { wait "$p" 2>/dev/null || true; forget "$p"; return 0; }
 		sleep 0.1
 	done
 	kill -KILL "$p" 2>/dev/null || true
+	wait "$p" 2>/dev/null || true
+	forget "$p"
 }
 
 # --- packages ---------------------------------------------------------------
@@ -336,6 +347,7 @@ case_memcached() {
 	log "  patched: server stopped ${stopped:-?} us; after: $(mc_me)"
 	check "bug fixed after the patch (positive exp=)" mc_fixed
 	wait "$lpid" || true
+	forget "$lpid"
 	check "server alive after the load" alive "$pid"
 	stopped_un=$(ctl unpatch "$pid") || CASE_OK=0
 	log "  unpatched (stopped ${stopped_un:-?} us): $(mc_me)"
@@ -410,6 +422,7 @@ case_redis() {
 	log "  patched: server stopped ${stopped:-?} us; after: $(redis_acl)"
 	check "bug fixed after the patch (error)" redis_fixed
 	wait "$lpid" || lrc=$?
+	forget "$lpid"
 	check "redis-benchmark exited 0 ($lrc)" [ "$lrc" = 0 ]
 	check "server alive after the load" alive "$pid"
 	read -r c1 f1 <<<"$(redis_calls)"
@@ -506,6 +519,7 @@ nginx_case() { # nginx_case off|on
 	log "  after: GET /t/a%20b x8 -> $(ngx_show)"
 	check "bug fixed after the patch (every answer: $NGX_GOOD)" ngx_fixed
 	wait "$lpid" || true
+	forget "$lpid"
 	check "server alive after the load" alive "$pid"
 	for p in $pids; do
 		ctl unpatch "$p" >/dev/null || CASE_OK=0
@@ -517,6 +531,8 @@ nginx_case() { # nginx_case off|on
 	check "no failed request ($failed)" [ "$failed" = 0 ]
 	check "requests completed ($completed)" [ "${completed:-0}" -gt 0 ]
 	stop_pid "$pid"
+	# shellcheck disable=SC2086
+	forget $pids
 	CASE_RESULT=("$completed" "$failed" "$stall" "$base" "$stopped")
 }
 case_nginx() {
@@ -614,6 +630,7 @@ case_glibc() {
 	un=$(ctl unpatch "$pid") || CASE_OK=0
 	log "  unpatched: stopped ${un:-?} us"
 	wait "$pid" || true
+	forget "$pid"
 	states=$(grep -o 'wordc=[0-9]*' "$CASE_DIR/out.log" | paste -sd ' ' -)
 	log "  program output states: $states"
 	check "bug, fixed, bug again (wordc=3 wordc=1 wordc=3)" [ "$states" = "wordc=3 wordc=1 wordc=3" ]
