@@ -342,6 +342,48 @@ fn patch_make_builds_kpatch_for_the_binary_users_run() {
 }
 
 #[test]
+fn patch_make_reuse_original_builds_only_the_patched_stage() {
+    let case = Case::load("seed");
+    let flavour = Flavour::PIE_O2_G;
+    let tmp = scratch("patch-make-reuse");
+    let proj = tmp.path().join("proj");
+    case.copy_to(&proj);
+
+    let fresh = patch_make(&proj, flavour.cflags, &["--reuse-original", "fix.diff"]);
+    assert!(!fresh.status.success());
+    let stderr = String::from_utf8_lossy(&fresh.stderr);
+    assert!(
+        stderr.contains("no original stage of a previous run"),
+        "{stderr}"
+    );
+
+    let first = patch_make(&proj, flavour.cflags, &["--clean", "fix.diff"]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let original_id = build_id(&proj.join("lpmake/usr/bin/foo"));
+    let kpatch = proj.join("patchroot").join(format!("{original_id}.kpatch"));
+    std::fs::remove_file(&kpatch).unwrap();
+
+    let second = patch_make(&proj, flavour.cflags, &["--reuse-original", "fix.diff"]);
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&second.stdout);
+    assert!(stdout.contains("original stage reused"), "{stdout}");
+    assert!(!stdout.contains("original build"), "{stdout}");
+    assert!(stdout.contains("1 patch(es) made"), "{stdout}");
+    assert_eq!(build_id(&proj.join("lpmake/usr/bin/foo")), original_id);
+    let bytes = std::fs::read(&kpatch).unwrap();
+    assert_eq!(&bytes[80..80 + original_id.len()], original_id.as_bytes());
+    assert_sources_untouched(&case, &proj);
+}
+
+#[test]
 fn patch_make_shared_library_patch_targets_the_library() {
     let case = Case::load("shlib");
     let tmp = scratch("patch-make-shlib");

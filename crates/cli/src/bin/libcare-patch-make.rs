@@ -52,6 +52,11 @@ struct Cli {
     /// Only remake the patches from the installs of the last build (no build)
     #[arg(short = 'u', long)]
     update: bool,
+    /// Reuse the original stage of the last run (its installs, its kept
+    /// assembly and its list of compiled sources): apply the patches and build
+    /// only the patched stage, e.g. for a second fix of a large project
+    #[arg(long, conflicts_with_all = ["clean", "update"])]
+    reuse_original: bool,
     /// Directory where the source patches apply (when the build runs elsewhere)
     #[arg(short = 's', long = "srcdir", value_name = "SRCDIR")]
     srcdir: Option<PathBuf>,
@@ -289,26 +294,31 @@ fn build_both(
         }
         remove_kpatch_asm(&dirs.build, &ours)?;
     }
-    progress("original build (KPATCH_STAGE=original)");
-    build.reset_record(Stage::Original)?;
-    build.build(Stage::Original)?;
-    let sources = build.compiled(Stage::Original);
-    if sources.is_empty() {
-        bail!(
-            "the original build compiled nothing through libcare-cc in {}: the objects were \
-             built before (run with --clean), or the build does not use CC (configure it \
-             with KPATCH_STAGE=configure CC=libcare-cc)",
-            dirs.build.display()
-        );
-    }
-    let kept = keep_originals(&dirs.build, &ours, &dirs.kept_originals())?;
-    tracing::debug!("kept {kept} unstripped original binaries");
-    progress(&format!(
-        "installing the original binaries into {} ({}=...)",
-        dirs.original.display(),
-        cli.destdir
-    ));
-    build.install(Stage::Original, &dirs.original)?;
+    let sources = if cli.reuse_original {
+        reused_original(&build, dirs)?
+    } else {
+        progress("original build (KPATCH_STAGE=original)");
+        build.reset_record(Stage::Original)?;
+        build.build(Stage::Original)?;
+        let sources = build.compiled(Stage::Original);
+        if sources.is_empty() {
+            bail!(
+                "the original build compiled nothing through libcare-cc in {}: the objects were \
+                 built before (run with --clean), or the build does not use CC (configure it \
+                 with KPATCH_STAGE=configure CC=libcare-cc)",
+                dirs.build.display()
+            );
+        }
+        let kept = keep_originals(&dirs.build, &ours, &dirs.kept_originals())?;
+        tracing::debug!("kept {kept} unstripped original binaries");
+        progress(&format!(
+            "installing the original binaries into {} ({}=...)",
+            dirs.original.display(),
+            cli.destdir
+        ));
+        build.install(Stage::Original, &dirs.original)?;
+        sources
+    };
 
     progress(&format!("applying the patches in {}", dirs.src.display()));
     let mut applied = Applied::apply(&dirs.src, patches)?;
@@ -321,6 +331,28 @@ fn build_both(
         (Ok(()), Err(undo)) => Err(undo),
         (Err(e), Err(undo)) => Err(e.context(format!("also: {undo:#}"))),
     }
+}
+
+/// The sources the last run's original stage compiled, when its installs are
+/// still there; the patched stage recompiles them against their kept
+/// assembly.
+fn reused_original(build: &Build, dirs: &Dirs) -> Result<Vec<PathBuf>> {
+    let sources = build.compiled(Stage::Original);
+    if sources.is_empty() || !dirs.original.is_dir() {
+        bail!(
+            "--reuse-original: no original stage of a previous run in {} ({} lists no source \
+             or {} is missing); run once without --reuse-original",
+            dirs.build.display(),
+            build.record(Stage::Original).display(),
+            dirs.original.display()
+        );
+    }
+    progress(&format!(
+        "original stage reused from the last run: {} source(s), installs in {}",
+        sources.len(),
+        dirs.original.display()
+    ));
+    Ok(sources)
 }
 
 fn patched_build(build: &Build, sources: &[PathBuf], patched_dir: &Path) -> Result<()> {
