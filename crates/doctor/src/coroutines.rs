@@ -51,6 +51,9 @@ const UC_WORDS: usize = GREGS_WORD + 17;
 /// machine, big caches): malloc arenas and coroutine stacks are smaller.
 const LARGEST_SEARCHED: u64 = 1 << 30;
 
+/// How much of a mapping is read at a time.
+const CHUNK: u64 = 1 << 20;
+
 /// A thread running on a stack inside `[heap]` hides the contexts near its
 /// stack pointer (they are its own, live or dead).
 const HEAP_STACK_WINDOW: u64 = 256 * 1024;
@@ -174,58 +177,93 @@ pub fn find(held: &Held, mem: &dyn Memory, maps: &[Mapping]) -> Result<Vec<Suspe
             && m.end - m.start <= LARGEST_SEARCHED
             && !m.path.starts_with("[v")
     }) {
-        let mut bytes = vec![0u8; (m.end - m.start) as usize];
-        if held.read(m.start, &mut bytes).is_err() {
-            continue;
-        }
-        let words = bytes.len() / 8;
-        for i in 0..words {
-            let at = m.start + i as u64 * 8;
-            if i + JMP_BUF_WORDS <= words {
-                let pc = demangle(word(&bytes, i + 7), guard);
-                let sp = demangle(word(&bytes, i + 6), guard);
-                if code(pc) && stack(sp) && after_call(mem, pc) {
-                    out.push(Suspended {
-                        at,
-                        kind: "jmp_buf",
-                        regs: Registers {
-                            rbx: word(&bytes, i),
-                            rbp: demangle(word(&bytes, i + 1), guard),
-                            r12: word(&bytes, i + 2),
-                            r13: word(&bytes, i + 3),
-                            r14: word(&bytes, i + 4),
-                            r15: word(&bytes, i + 5),
-                            rsp: sp,
-                            rip: pc,
-                            ..Registers::default()
-                        },
-                    });
-                }
+        let probe = Probe {
+            guard,
+            code: &code,
+            stack: &stack,
+            mem,
+        };
+        // In chunks, each read with the tail a structure starting near its
+        // end needs: a big arena is never copied whole.
+        let mut chunk_start = m.start;
+        while chunk_start < m.end {
+            let chunk_end = (chunk_start + CHUNK).min(m.end);
+            let read_end = (chunk_end + (UC_WORDS * 8) as u64).min(m.end);
+            let mut bytes = vec![0u8; (read_end - chunk_start) as usize];
+            if held.read(chunk_start, &mut bytes).is_ok() {
+                let starts = ((chunk_end - chunk_start) / 8) as usize;
+                scan_chunk(chunk_start, &bytes, starts, &probe, &mut out);
             }
-            if i + UC_WORDS <= words {
-                let gregs = |r: usize| word(&bytes, i + GREGS_WORD + r);
-                let (pc, sp) = (gregs(16), gregs(15));
-                if code(pc) && stack(sp) && after_call(mem, pc) {
-                    out.push(Suspended {
-                        at,
-                        kind: "ucontext",
-                        regs: Registers {
-                            r12: gregs(4),
-                            r13: gregs(5),
-                            r14: gregs(6),
-                            r15: gregs(7),
-                            rbp: gregs(10),
-                            rbx: gregs(11),
-                            rsp: sp,
-                            rip: pc,
-                            ..Registers::default()
-                        },
-                    });
-                }
-            }
+            chunk_start = chunk_end;
         }
     }
     Ok(out)
+}
+
+/// What a word must be to count as a saved pc or stack pointer.
+struct Probe<'a> {
+    guard: u64,
+    code: &'a dyn Fn(u64) -> bool,
+    stack: &'a dyn Fn(u64) -> bool,
+    mem: &'a dyn Memory,
+}
+
+impl Probe<'_> {
+    fn context(&self, pc: u64, sp: u64) -> bool {
+        (self.code)(pc) && (self.stack)(sp) && after_call(self.mem, pc)
+    }
+}
+
+/// Candidates whose first word is one of the first `starts` words of
+/// `bytes` (read at `base`; the rest is the tail a structure needs).
+fn scan_chunk(base: u64, bytes: &[u8], starts: usize, probe: &Probe<'_>, out: &mut Vec<Suspended>) {
+    let guard = probe.guard;
+    let words = bytes.len() / 8;
+    for i in 0..starts {
+        let at = base + i as u64 * 8;
+        if i + JMP_BUF_WORDS <= words {
+            let pc = demangle(word(bytes, i + 7), guard);
+            let sp = demangle(word(bytes, i + 6), guard);
+            if probe.context(pc, sp) {
+                out.push(Suspended {
+                    at,
+                    kind: "jmp_buf",
+                    regs: Registers {
+                        rbx: word(bytes, i),
+                        rbp: demangle(word(bytes, i + 1), guard),
+                        r12: word(bytes, i + 2),
+                        r13: word(bytes, i + 3),
+                        r14: word(bytes, i + 4),
+                        r15: word(bytes, i + 5),
+                        rsp: sp,
+                        rip: pc,
+                        ..Registers::default()
+                    },
+                });
+            }
+        }
+        if i + UC_WORDS <= words {
+            let gregs = |r: usize| word(bytes, i + GREGS_WORD + r);
+            let (pc, sp) = (gregs(16), gregs(15));
+            if probe.context(pc, sp) {
+                out.push(Suspended {
+                    at,
+                    kind: "ucontext",
+                    regs: Registers {
+                        r12: gregs(4),
+                        r13: gregs(5),
+                        r14: gregs(6),
+                        r15: gregs(7),
+                        rbp: gregs(10),
+                        rbx: gregs(11),
+                        rsp: sp,
+                        rip: pc,
+                        ..Registers::default()
+                    },
+                });
+            }
+        }
+    }
 }
 
 /// The first function of `busy` that a suspended context has a call of.
