@@ -91,8 +91,13 @@ impl Checker {
     pub fn blockers(&self, held: &Held, busy: &[Busy]) -> Vec<Blocker> {
         let inside = |pc: u64| busy.iter().find(|b| pc >= b.start && pc < b.end);
         let mut out = Vec::new();
+        let is_code = |a: u64| self.tables.object_name_at(a).is_some();
+        let code = self
+            .memory
+            .as_ref()
+            .map(|mem| unwind::CodePages::new(mem, &is_code));
         for t in held.threads() {
-            let Some(mem) = &self.memory else {
+            let Some(mem) = &code else {
                 out.push(Blocker {
                     tid: t.tid,
                     function: "?".into(),

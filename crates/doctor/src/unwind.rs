@@ -21,7 +21,7 @@ use std::sync::Arc;
 use gimli::UnwindContext;
 
 pub use cfi::CfiError;
-pub use memory::{Memory, MemoryError, ProcessMemory};
+pub use memory::{CodePages, Memory, MemoryError, ProcessMemory};
 pub use registers::Registers;
 pub use sigframe::RESTORE_RT;
 pub use tables::{TableError, Tables, load_bias};

@@ -114,6 +114,49 @@ impl Memory for PageCache<'_> {
     }
 }
 
+/// Pages of code kept for every walk of one check: all threads of a
+/// patient run the same code, and each walk reads instructions around its
+/// frames (the signal-trampoline test), so without it the same code pages
+/// are read once per thread. Only addresses `is_code` claims are kept;
+/// everything else (stacks) goes through to `inner`.
+pub struct CodePages<'m> {
+    inner: &'m dyn Memory,
+    is_code: &'m dyn Fn(u64) -> bool,
+    pages: RefCell<std::collections::HashMap<u64, Option<Box<[u8]>>>>,
+}
+
+impl<'m> CodePages<'m> {
+    pub fn new(inner: &'m dyn Memory, is_code: &'m dyn Fn(u64) -> bool) -> Self {
+        CodePages {
+            inner,
+            is_code,
+            pages: RefCell::new(std::collections::HashMap::new()),
+        }
+    }
+}
+
+impl Memory for CodePages<'_> {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        let page = addr & !(PAGE - 1);
+        let within = (addr - page) as usize;
+        if within + buf.len() > PAGE as usize || !(self.is_code)(page) {
+            return self.inner.read(addr, buf);
+        }
+        let mut pages = self.pages.borrow_mut();
+        let cached = pages.entry(page).or_insert_with(|| {
+            let mut bytes = vec![0u8; PAGE as usize].into_boxed_slice();
+            self.inner.read(page, &mut bytes).ok().map(|()| bytes)
+        });
+        match cached {
+            Some(bytes) => {
+                buf.copy_from_slice(&bytes[within..within + buf.len()]);
+                Ok(())
+            }
+            None => self.inner.read(addr, buf),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
