@@ -47,6 +47,10 @@
 #   LIBCARE_E2E_JOBS     build jobs (default: number of CPUs)
 #   LIBCARE_E2E_GLIBC=1  add the glibc case (long build; see BENCHMARKS.md)
 #   LIBCARE_E2E_GLIBC_PLAIN=0  no plain glibc build for the timing
+#   LIBCARE_E2E_GLIBC_FIX=F    another source patch for glibc; when the cache
+#                        holds a build with the same libcare-cc, only the
+#                        patched stage is built (libcare-patch-make
+#                        --reuse-original)
 #
 # Exits non-zero when a case fails: a bug not shown before the patch, not
 # fixed after it or not back after unpatching, any failed request, a load
