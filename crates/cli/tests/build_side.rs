@@ -1077,13 +1077,7 @@ fn patch_make_builds_libcares_test_makefile_shape() {
          clean:\n\trm -rf main libfoo.so .kpatch*.s .lpmaketmp lpmake\n",
     )
     .unwrap();
-    let out = Command::new(tool("libcare-patch-make"))
-        .current_dir(&proj)
-        .args(["-c", "fix.diff"])
-        .env("CFLAGS", "-O2")
-        .env_remove("KPATCH_STAGE")
-        .output()
-        .unwrap();
+    let out = patch_make(&proj, "-O2", &["-c", "fix.diff"]);
     assert!(
         out.status.success(),
         "{}{}",
