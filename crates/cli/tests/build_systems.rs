@@ -126,6 +126,17 @@ fn assert_restored(src: &Path, files: &[(&str, &str)]) {
 }
 
 /// The stdout line `libcare-patch-make` prints for the patch of `object`.
+/// libcare-patch-make in a build directory apart from the sources
+/// (`-s SRCDIR`, as CMake and meson trees are used): the fix applied and
+/// reverted in SRCDIR, the install found under `usr/`.
+fn patch_out_of_tree(tmp: TempDir, build: &Path, src: &Path, sources: &[(&str, &str)]) -> Built {
+    let fix = tmp.path().join("fix.diff");
+    std::fs::write(&fix, FIX_DIFF).unwrap();
+    let out = patch_make(build, &["-s", src.to_str().unwrap(), fix.to_str().unwrap()]);
+    assert_restored(src, sources);
+    built(tmp, build, "usr/bin/hello", "usr/lib", &out)
+}
+
 fn patch_line<'a>(built: &'a Built, object: &str) -> &'a str {
     built
         .log
@@ -203,14 +214,7 @@ fn cmake_static_library(generator: &str, what: &str) {
             ])
             .arg(&src),
     );
-    let fix = tmp.path().join("fix.diff");
-    std::fs::write(&fix, FIX_DIFF).unwrap();
-    let out = patch_make(
-        &build,
-        &["-s", src.to_str().unwrap(), fix.to_str().unwrap()],
-    );
-    assert_restored(&src, &sources);
-    let built = built(tmp, &build, "usr/bin/hello", "usr/lib", &out);
+    let built = patch_out_of_tree(tmp, &build, &src, &sources);
     assert_eq!(built.targets, [build_id(&built.program)]);
     patch_and_unpatch(&case(what), &built);
 }
@@ -258,14 +262,7 @@ fn meson_shared_library_symlink_chain() {
             .arg(&build)
             .arg(&src),
     );
-    let fix = tmp.path().join("fix.diff");
-    std::fs::write(&fix, FIX_DIFF).unwrap();
-    let out = patch_make(
-        &build,
-        &["-s", src.to_str().unwrap(), fix.to_str().unwrap()],
-    );
-    assert_restored(&src, &sources);
-    let built = built(tmp, &build, "usr/bin/hello", "usr/lib", &out);
+    let built = patch_out_of_tree(tmp, &build, &src, &sources);
     let lib = built.lib_dir.join("libgreet.so.1.2.3");
     assert!(built.lib_dir.join("libgreet.so.1").is_symlink());
     // The library changed (greet) and so did the program (main includes
